@@ -1,0 +1,239 @@
+"""The ``optnas`` command: ``optnas search`` runs a study, ``optnas show`` prints one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["main"]
+
+# Kept here rather than imported, so that `optnas --help` does not import torch or optuna.
+DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")
+DEFAULT_TRIALS = 30
+DEFAULT_EPOCHS = 10
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``optnas`` command line; returns the exit status.
+
+    Example:
+        >>> main(["show", "--storage", "sqlite:///:memory:"])  # doctest: +SKIP
+    """
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    from optnas.errors import SearchError, StorageError
+
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, SearchError, StorageError) as error:
+        print(f"optnas {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"optnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optnas", description="Neural architecture search as an Optuna plugin."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    search = commands.add_parser(
+        "search",
+        help="run a NAS study (with no arguments: the default study on digits)",
+        description="Run a NAS study and print its Pareto-optimal trials. With no "
+        "arguments: convnet on digits, objectives accuracy, params and FLOPs.",
+    )
+    search.set_defaults(run=_search)
+    search.add_argument("--space", default="convnet", help="built-in space (default: convnet)")
+    search.add_argument("--data", default="digits", help="dataset name (default: digits)")
+    search.add_argument(
+        "--objectives",
+        type=_names,
+        default=DEFAULT_OBJECTIVES,
+        help="comma-separated, from accuracy, params, flops, macs "
+        f"(default: {','.join(DEFAULT_OBJECTIVES)})",
+    )
+    search.add_argument("--n-trials", type=_positive_int, default=DEFAULT_TRIALS,
+                        help=f"trials to run (default: {DEFAULT_TRIALS})")
+    search.add_argument("--timeout", type=_positive_float, help="stop starting trials after S s")
+    search.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
+                        help=f"epochs per child training (default: {DEFAULT_EPOCHS})")
+    search.add_argument("--sampler", default="tpe", help="tpe, gp, nsga2, random (default: tpe)")
+    search.add_argument("--pruner", default="median",
+                        help="median, hyperband, sha, none (default: median; single-objective)")
+    search.add_argument("--budget", type=_budget, action="append", default=[], metavar="KEY=MAX",
+                        help="skip networks with more params/flops/macs than MAX (repeatable)")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    search.add_argument("--seed", type=int, help="seed of the sampler and the children")
+    _add_study_arguments(search)
+
+    show = commands.add_parser("show", help="print a study's best (Pareto-optimal) trials")
+    show.set_defaults(run=_show)
+    _add_study_arguments(show)
+    return parser
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="database URL (default: sqlite:///studies/NAME.db)")
+    parser.add_argument(
+        "--study-name",
+        help="study to create, resume or show (default: derived from space, data, objectives)",
+    )
+
+
+def _search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from optnas.search import search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = search(
+        args.space,
+        args.data,
+        args.objectives,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        epochs=args.epochs,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        storage=args.storage,
+        study_name=args.study_name,
+        device=args.device,
+        seed=args.seed,
+        budgets=dict(args.budget),
+        show_progress_bar=True,
+    )
+    print(summary(study, _storage_url(args.storage, study.study_name)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from optnas.search import open_study
+
+    name = args.study_name or _default_name(args)
+    study = open_study(name, args.storage)
+    print(summary(study, _storage_url(args.storage, study.study_name)))
+    return 0
+
+
+def _default_name(args: argparse.Namespace) -> str:
+    """The only study in ``--storage``, else the default study's name."""
+    if args.storage:
+        import optuna
+
+        from optnas.search import _open_storage
+
+        names = optuna.get_all_study_names(_open_storage(args.storage, create=False))
+        if len(names) == 1:
+            return names[0]
+        if names:
+            raise ValueError(f"Several studies in this storage; pass --study-name: {names}.")
+    return "-".join(["convnet", "digits", *DEFAULT_OBJECTIVES])
+
+
+def _storage_url(storage: str | None, study_name: str) -> str:
+    from optnas.search import default_storage
+
+    if storage is None:
+        return default_storage(study_name)
+    return storage if "://" in storage else f"sqlite:///{storage}"
+
+
+def summary(study: optuna.Study, storage_url: str | None = None) -> str:
+    """A study's trial counts and its best (Pareto-optimal) trials as a table.
+
+    Example:
+        >>> import optuna
+        >>> summary(optuna.create_study(study_name="empty")).splitlines()[0]
+        "Study 'empty': 0 trials (0 complete, 0 pruned, 0 failed)"
+    """
+    from collections import Counter
+
+    import optuna
+
+    counts = Counter(t.state for t in study.trials)
+    state = optuna.trial.TrialState
+    lines = [
+        f"Study {study.study_name!r}: {len(study.trials)} trials "
+        f"({counts[state.COMPLETE]} complete, {counts[state.PRUNED]} pruned, "
+        f"{counts[state.FAIL]} failed)"
+    ]
+    if counts[state.COMPLETE]:
+        best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+        title = "Pareto-optimal trials" if len(best) > 1 or len(study.directions) > 1 else "Best"
+        lines += ["", f"{title}:", *_table(study, best)]
+    if storage_url and not storage_url.endswith(":memory:"):
+        lines += ["", f"Dashboard: optuna-dashboard {storage_url}"]
+    return "\n".join(lines)
+
+
+def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    costs = [c for c in ("params", "flops") if c not in names]
+    header = ["trial", *names, *costs, "architecture"]
+    rows = []
+    for t in sorted(trials, key=lambda t: [_sort_key(v, d) for v, d in zip(t.values,
+                                                                           study.directions)]):
+        values = [_fmt(v) for v in t.values]
+        extra = [_fmt(t.user_attrs.get(c, "")) for c in costs]
+        rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths)), r[-1]])
+        for r in [header, *rows]
+    ]
+
+
+def _sort_key(value: float, direction: Any) -> float:
+    return -value if direction.name == "MAXIMIZE" else value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    if isinstance(value, (int, float)):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _budget(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=MAX such as params=50000, got {text!r}")
+    return key.strip(), _positive_float(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

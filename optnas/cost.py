@@ -1,0 +1,68 @@
+"""What a network costs, measured on the built module before any training.
+
+Conventions (the most common confusion in NAS papers is MACs reported as FLOPs):
+
+* ``params``: the number of elements of all distinct parameters (trainable or not).
+* ``macs``: multiply-accumulates of one forward pass on a batch of one.
+* ``flops``: floating-point operations of the same pass, counted by
+  :class:`torch.utils.flop_counter.FlopCounterMode`, which counts one multiply-accumulate
+  as two operations: ``flops == 2 * macs``. Like torchvision's published figures it counts
+  convolutions and matrix products; element-wise layers (norms, activations, pooling)
+  are not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["measure"]
+
+
+def measure(model: torch.nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """Count the parameters, FLOPs and MACs of ``model`` for one input of ``input_shape``.
+
+    Args:
+        model: The network. It is run once, in eval mode and without gradients, on a batch
+            of one zero input on the device of its first parameter; its train/eval mode is
+            restored afterwards.
+        input_shape: The shape of one sample, without the batch dimension, e.g. ``(1, 8, 8)``.
+
+    Returns:
+        ``{"params": ..., "flops": ..., "macs": ...}`` (integers; ``flops == 2 * macs``).
+
+    Example:
+        >>> import torch
+        >>> from optnas.cost import measure
+        >>> measure(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), (3, 32, 32))
+        {'params': 216, 'flops': 442368, 'macs': 221184}
+    """
+    flops, _ = forward_flops(model, input_shape)
+    return {"params": count_params(model), "flops": flops, "macs": flops // 2}
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Number of elements of the model's distinct parameters (shared ones counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[int, torch.Tensor]:
+    """FLOPs of one forward pass on a batch of one, and the output of that pass."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros((1, *input_shape), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            out = model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()), out

@@ -1,0 +1,164 @@
+"""One trial: build the network, measure its cost, check budgets, train, return values.
+
+Everything a trial learns goes into Optuna's storage as user attrs:
+
+* ``arch``: the architecture in one line; ``params``, ``flops``, ``macs``: its cost
+  (set before training, so pruned and failed trials have them too);
+* ``val_curve``: validation accuracy after each epoch so far (in single-objective studies
+  also reported as intermediate values, which Optuna's pruners read);
+  ``train_seconds``: wall time of the training;
+* ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+import torch
+
+from optnas import cost, spaces
+from optnas.data import Dataset
+from optnas.train import fit
+
+__all__ = ["COST_OBJECTIVES", "OBJECTIVES", "Objective"]
+
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "maximize",
+    "params": "minimize",
+    "flops": "minimize",
+    "macs": "minimize",
+}
+"""Objective names and their directions."""
+
+COST_OBJECTIVES = ("params", "flops", "macs")
+"""Objectives known before training; also the keys ``budgets`` accepts."""
+
+
+class Objective:
+    """The Optuna objective of a NAS study (see :func:`optnas.search`).
+
+    Args:
+        space: ``space(trial, spec) -> nn.Module``.
+        data: The splits; only ``train`` and ``val`` are read.
+        objectives: Names from :data:`OBJECTIVES`, in the order of the returned values.
+        epochs: Epochs per child training.
+        device: Where children train.
+        budgets: Largest allowed cost per name in :data:`COST_OBJECTIVES`.
+        seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
+        train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
+    """
+
+    def __init__(
+        self,
+        space: Callable[..., Any],
+        data: Dataset,
+        objectives: Sequence[str],
+        *,
+        epochs: int,
+        device: torch.device,
+        budgets: Mapping[str, float] | None = None,
+        seed: int | None = None,
+        train_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.space = space
+        self.spec = data.spec
+        self.objectives = tuple(objectives)
+        self.epochs = epochs
+        self.device = device
+        self.budgets = dict(budgets or {})
+        self.seed = seed
+        self.train_kwargs = dict(train_kwargs or {})
+        # Moved once: every child reads the same device-resident tensors.
+        self.train = tuple(t.to(device) for t in data.train)
+        self.val = tuple(t.to(device) for t in data.val)
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("pruned_reason", str(pruned) or "pruned by the pruner")
+            raise
+        except Exception as error:
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        seed = self._trial_seed(trial.number)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            model = self._build(trial)
+            costs = self._measure(trial, model)
+            self._check_budgets(trial, costs)
+            result = fit(
+                model,
+                self.train,
+                self.val,
+                epochs=self.epochs,
+                device=self.device,
+                seed=seed,
+                on_epoch=self._reporter(trial),
+                **self.train_kwargs,
+            )
+        trial.set_user_attr("train_seconds", round(result.seconds, 3))
+        values = {"accuracy": result.accuracy, **costs}
+        out = tuple(float(values[name]) for name in self.objectives)
+        return out if len(out) > 1 else out[0]
+
+    def _trial_seed(self, number: int) -> int:
+        if self.seed is None:
+            return int.from_bytes(os.urandom(4), "little")
+        return (self.seed * 1_000_003 + number) % 2**31
+
+    def _build(self, trial: optuna.Trial) -> torch.nn.Module:
+        model = self.space(trial, self.spec)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"The space must return a torch.nn.Module, but returned {type(model).__name__}."
+            )
+        trial.set_user_attr("arch", spaces.describe(self.space, trial.params))
+        return model
+
+    def _measure(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, int]:
+        flops, out = cost.forward_flops(model, self.spec.input_shape)
+        expected = (1, self.spec.num_classes)
+        if tuple(out.shape) != expected:
+            raise ValueError(
+                f"The network's output for one sample has shape {tuple(out.shape)}, "
+                f"but {self.spec.num_classes} classes need {expected}."
+            )
+        costs = {"params": cost.count_params(model), "flops": flops, "macs": flops // 2}
+        for key, value in costs.items():
+            trial.set_user_attr(key, value)
+        return costs
+
+    def _check_budgets(self, trial: optuna.Trial, costs: Mapping[str, int]) -> None:
+        over = []
+        for key, limit in self.budgets.items():
+            # Optuna's convention: a constraint value <= 0 is feasible.
+            trial.set_constraint(key, costs[key] - limit)
+            if costs[key] > limit:
+                over.append(f"{key} {costs[key]:,} > {limit:,}")
+        if over:
+            raise optuna.TrialPruned(f"over budget: {'; '.join(over)} (not trained)")
+
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+        single = len(trial.study.directions) == 1
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, accuracy: float) -> None:
+            curve.append(round(accuracy, 6))
+            trial.set_user_attr("val_curve", curve)
+            if not single:
+                return
+            # Optuna's pruners work on single-objective studies only.
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch + 1} at validation accuracy {accuracy:.4f}"
+                )
+
+        return on_epoch

@@ -1,0 +1,398 @@
+"""``search()``: resolve names into Optuna objects, then run the study."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+
+from optnas import spaces
+from optnas.data import Dataset, load
+from optnas.errors import SearchError, StorageError
+from optnas.objective import COST_OBJECTIVES, OBJECTIVES, Objective
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "create_pruner",
+    "create_sampler",
+    "default_storage",
+    "open_study",
+    "search",
+]
+
+SAMPLERS = ("tpe", "gp", "nsga2", "random")
+PRUNERS = ("median", "hyperband", "sha", "none")
+STUDIES_DIR = Path("studies")
+
+SamplerName = Literal["tpe", "gp", "nsga2", "random"]
+PrunerName = Literal["median", "hyperband", "sha", "none"]
+
+
+def search(
+    space: str | Callable[..., Any] = "convnet",
+    data: str | tuple[Any, Any] | Dataset = "digits",
+    objectives: Sequence[str] = ("accuracy",),
+    *,
+    n_trials: int | None = 20,
+    timeout: float | None = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    sampler: SamplerName | optuna.samplers.BaseSampler = "tpe",
+    pruner: PrunerName | optuna.pruners.BasePruner = "median",
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    budgets: Mapping[str, float] | None = None,
+    max_initial_failures: int = 5,
+    show_progress_bar: bool = False,
+) -> optuna.Study:
+    """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
+
+    Each trial builds one network with ``space``, records its cost (params, FLOPs, MACs),
+    skips it untrained if it breaks a budget, trains it on the training split and scores it
+    on the validation split. The test split is never read.
+
+    Args:
+        space: ``space(trial, spec) -> torch.nn.Module``, or a built-in space's name
+            (see ``optnas.spaces.SPACES``).
+        data: ``"digits"``, an ``(X, y)`` pair, or an :class:`optnas.data.Dataset`.
+        objectives: Names among ``"accuracy"`` (maximized), ``"params"``, ``"flops"`` and
+            ``"macs"`` (minimized), in the order of the study's values.
+        n_trials: Trials to run in this call (added to any the study already has).
+        timeout: Stop starting trials after this many seconds.
+        epochs: Training epochs of each child.
+        batch_size: Training batch size.
+        lr: Peak learning rate (AdamW, one-cycle schedule).
+        sampler: ``"tpe"``, ``"gp"``, ``"nsga2"``, ``"random"`` or any Optuna sampler.
+        pruner: ``"median"``, ``"hyperband"``, ``"sha"``, ``"none"`` or any Optuna pruner.
+            Optuna prunes single-objective studies only; in multi-objective studies
+            every child trains all its epochs.
+        storage: A database URL, an Optuna storage, or None for the SQLite file
+            ``studies/<study_name>.db`` under the working directory.
+        study_name: The study to create or resume; by default derived from the space,
+            the data and the objectives, so that the same call resumes the same study.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: Seeds the sampler and every child's initialization and batch order.
+        budgets: Largest ``params`` / ``flops`` / ``macs`` a network may have; one over
+            budget is recorded as infeasible (``trial.constraints``) and not trained.
+        max_initial_failures: Stop with :class:`optnas.SearchError` when this many first
+            trials of the call all fail (a broken space or data, not a bad candidate).
+        show_progress_bar: Show Optuna's progress bar.
+
+    Returns:
+        The :class:`optuna.Study`, with one trial per candidate.
+
+    Raises:
+        ValueError: An unknown name or an invalid value; nothing was created.
+        StorageError: The storage cannot be opened or written, or holds a study of the
+            same name with other objectives.
+        SearchError: The first trials all failed; the error names the first cause.
+
+    Example:
+        >>> import optnas
+        >>> study = optnas.search("convnet", "digits", ("accuracy", "params"),
+        ...                       n_trials=2, epochs=1, storage="sqlite:///:memory:")
+        >>> len(study.trials)
+        2
+    """
+    directions = resolve_objectives(objectives)
+    budgets = _check_budgets(budgets)
+    _check_positive(n_trials=n_trials, timeout=timeout, epochs=epochs, batch_size=batch_size,
+                    lr=lr, max_initial_failures=max_initial_failures)
+    space_fn = spaces.get(space)
+    sampler_obj = create_sampler(sampler, n_objectives=len(directions), seed=seed)
+    pruner_obj = create_pruner(pruner, epochs=epochs)
+    torch_device = resolve_device(device)
+    dataset = load(data)
+    name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
+    study = open_study(
+        name,
+        storage,
+        directions=directions,
+        metric_names=list(objectives),
+        sampler=sampler_obj,
+        pruner=pruner_obj,
+    )
+    objective = Objective(
+        space_fn,
+        dataset,
+        objectives,
+        epochs=epochs,
+        device=torch_device,
+        budgets=budgets,
+        seed=seed,
+        train_kwargs={"batch_size": batch_size, "lr": lr},
+    )
+    guard = _FailureGuard(max_initial_failures)
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=[guard],
+        show_progress_bar=show_progress_bar,
+    )
+    guard.raise_if_tripped()
+    return study
+
+
+def resolve_objectives(objectives: Sequence[str]) -> list[str]:
+    """Directions of ``objectives``; ValueError on an unknown or repeated name.
+
+    Example:
+        >>> resolve_objectives(["accuracy", "params"])
+        ['maximize', 'minimize']
+    """
+    if isinstance(objectives, str):
+        objectives = [objectives]
+    if not objectives:
+        raise ValueError(f"Give at least one objective; valid names: {', '.join(OBJECTIVES)}.")
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(
+            f"Unknown objective {unknown[0]!r}; valid names: {', '.join(OBJECTIVES)}."
+        )
+    if len(set(objectives)) != len(objectives):
+        raise ValueError(f"Each objective may appear once, but got {list(objectives)}.")
+    return [OBJECTIVES[o] for o in objectives]
+
+
+def create_sampler(
+    sampler: str | optuna.samplers.BaseSampler, *, n_objectives: int, seed: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler for a name in :data:`SAMPLERS`, or ``sampler`` itself.
+
+    Example:
+        >>> type(create_sampler("tpe", n_objectives=2, seed=0)).__name__
+        'TPESampler'
+    """
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    if sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"Unknown sampler {sampler!r}; valid names: {', '.join(SAMPLERS)}.")
+
+
+def create_pruner(
+    pruner: str | optuna.pruners.BasePruner, *, epochs: int
+) -> optuna.pruners.BasePruner:
+    """An Optuna pruner for a name in :data:`PRUNERS`, or ``pruner`` itself.
+
+    Example:
+        >>> type(create_pruner("hyperband", epochs=10)).__name__
+        'HyperbandPruner'
+    """
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return pruner
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if pruner == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"Unknown pruner {pruner!r}; valid names: {', '.join(PRUNERS)}.")
+
+
+def resolve_device(device: str) -> Any:
+    """A ``torch.device`` for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for, but CUDA is not available.")
+        if (resolved.index or 0) >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was asked for, but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+    return resolved
+
+
+def default_storage(study_name: str) -> str:
+    """The default storage URL of ``study_name``: ``sqlite:///studies/<name>.db``.
+
+    Example:
+        >>> default_storage("digits")
+        'sqlite:///studies/digits.db'
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
+    return f"sqlite:///{(STUDIES_DIR / f'{safe}.db').as_posix()}"
+
+
+def open_study(
+    study_name: str,
+    storage: str | optuna.storages.BaseStorage | None,
+    *,
+    directions: Sequence[str] | None = None,
+    metric_names: Sequence[str] | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Create or resume ``study_name`` in ``storage``; with no directions, load it only.
+
+    Raises:
+        StorageError: The storage cannot be opened, the study is missing (load only) or it
+            was created with other objectives.
+
+    Example:
+        >>> study = open_study("demo", "sqlite:///:memory:", directions=["maximize"])
+        >>> study.study_name
+        'demo'
+    """
+    if storage is None:
+        storage = default_storage(study_name)
+        if directions is not None:
+            STUDIES_DIR.mkdir(exist_ok=True)
+    if isinstance(storage, str):
+        storage = _open_storage(storage, create=directions is not None)
+    if directions is None:
+        try:
+            return optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            names = optuna.get_all_study_names(storage)
+            raise StorageError(
+                f"No study named {study_name!r} in this storage; it holds: "
+                f"{', '.join(names) or 'no studies'}."
+            ) from None
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=list(directions),
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    _check_resumed(study, directions, metric_names)
+    return study
+
+
+def _open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        _check_sqlite_file(Path(url[len("sqlite:///") :]), create=create)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # SQLAlchemy and driver errors have no common base here.
+        raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
+
+
+def _check_sqlite_file(path: Path, *, create: bool) -> None:
+    # Checked before SQLAlchemy touches the path, so that a bad one creates nothing.
+    where = f"sqlite:///{path}"
+    if path.exists():
+        if path.is_dir():
+            raise StorageError(f"Cannot open storage {where}: it is a directory.")
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise StorageError(
+                f"Cannot open storage {where}: the file is not a readable SQLite database "
+                f"({error})."
+            ) from None
+        if create and not os.access(path, os.W_OK):
+            raise StorageError(f"Cannot open storage {where}: the file is not writable.")
+        return
+    if not create:
+        raise StorageError(f"Cannot open storage {where}: no such file.")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise StorageError(f"Cannot create storage {where}: directory {parent} does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise StorageError(f"Cannot create storage {where}: directory {parent} is not writable.")
+
+
+def _check_resumed(
+    study: optuna.Study, directions: Sequence[str], metric_names: Sequence[str] | None
+) -> None:
+    have = [d.name.lower() for d in study.directions]
+    known = study.metric_names
+    if have != list(directions) or (known and metric_names and known != list(metric_names)):
+        raise StorageError(
+            f"Study {study.study_name!r} already exists with objectives "
+            f"{known or have}, not {list(metric_names or directions)}; "
+            "choose another study_name."
+        )
+    if metric_names and not known:
+        with warnings.catch_warnings():  # Stable in practice; Optuna still marks it.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
+    budgets = dict(budgets or {})
+    for key, value in budgets.items():
+        if key not in COST_OBJECTIVES:
+            raise ValueError(
+                f"Unknown budget {key!r}; valid names: {', '.join(COST_OBJECTIVES)}."
+            )
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"Budget {key!r} must be a positive number, but got {value!r}.")
+    return budgets
+
+
+def _check_positive(**values: float | None) -> None:
+    for key, value in values.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"{key} must be positive, but got {value!r}.")
+
+
+class _FailureGuard:
+    """Stops a study whose first trials in this call all fail, remembering the cause."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failed: list[optuna.trial.FrozenTrial] = []
+        self.any_ok = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.any_ok:
+            return
+        if trial.state != optuna.trial.TrialState.FAIL:
+            self.any_ok = True
+            return
+        self.failed.append(trial)
+        if len(self.failed) >= self.limit:
+            study.stop()
+
+    def raise_if_tripped(self) -> None:
+        if self.any_ok or len(self.failed) < self.limit:
+            return
+        first = self.failed[0]
+        reason = first.user_attrs.get("fail_reason", "no reason recorded")
+        raise SearchError(
+            f"The first {len(self.failed)} trials all failed, so the search stopped. "
+            f"Trial {first.number} failed with {reason}"
+        )
