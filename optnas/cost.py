@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["measure"]
+__all__ = ["METRICS", "measure"]
+
+METRICS = ("params", "flops", "macs")
+"""What :func:`measure` returns; also the cost objectives and budgets a search accepts."""
 
 
 def measure(model: torch.nn.Module, input_shape: Sequence[int]) -> dict[str, int]:

@@ -23,18 +23,7 @@ from optnas import cost, spaces
 from optnas.data import Dataset
 from optnas.train import fit
 
-__all__ = ["COST_OBJECTIVES", "OBJECTIVES", "Objective"]
-
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "maximize",
-    "params": "minimize",
-    "flops": "minimize",
-    "macs": "minimize",
-}
-"""Objective names and their directions."""
-
-COST_OBJECTIVES = ("params", "flops", "macs")
-"""Objectives known before training; also the keys ``budgets`` accepts."""
+__all__ = ["Objective"]
 
 
 class Objective:
@@ -43,10 +32,10 @@ class Objective:
     Args:
         space: ``space(trial, spec) -> nn.Module``.
         data: The splits; only ``train`` and ``val`` are read.
-        objectives: Names from :data:`OBJECTIVES`, in the order of the returned values.
+        objectives: Names among accuracy, params, flops, macs, in the order of the values.
         epochs: Epochs per child training.
         device: Where children train.
-        budgets: Largest allowed cost per name in :data:`COST_OBJECTIVES`.
+        budgets: Largest allowed cost per name in ``optnas.cost.METRICS``.
         seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
         train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
     """
