@@ -61,16 +61,33 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated, from accuracy, params, flops, macs "
         f"(default: {','.join(DEFAULT_OBJECTIVES)})",
     )
-    search.add_argument("--n-trials", type=_positive_int, default=DEFAULT_TRIALS,
-                        help=f"trials to run (default: {DEFAULT_TRIALS})")
+    search.add_argument(
+        "--n-trials",
+        type=_positive_int,
+        default=DEFAULT_TRIALS,
+        help=f"trials to run (default: {DEFAULT_TRIALS})",
+    )
     search.add_argument("--timeout", type=_positive_float, help="stop starting trials after S s")
-    search.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
-                        help=f"epochs per child training (default: {DEFAULT_EPOCHS})")
+    search.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULT_EPOCHS,
+        help=f"epochs per child training (default: {DEFAULT_EPOCHS})",
+    )
     search.add_argument("--sampler", default="tpe", help="tpe, gp, nsga2, random (default: tpe)")
-    search.add_argument("--pruner", default="median",
-                        help="median, hyperband, sha, none (default: median; single-objective)")
-    search.add_argument("--budget", type=_budget, action="append", default=[], metavar="KEY=MAX",
-                        help="skip networks with more params/flops/macs than MAX (repeatable)")
+    search.add_argument(
+        "--pruner",
+        default="median",
+        help="median, hyperband, sha, none (default: median; single-objective)",
+    )
+    search.add_argument(
+        "--budget",
+        type=_budget,
+        action="append",
+        default=[],
+        metavar="KEY=MAX",
+        help="skip networks with more params/flops/macs than MAX (repeatable)",
+    )
     search.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     search.add_argument("--seed", type=int, help="seed of the sampler and the children")
     _add_study_arguments(search)
@@ -180,14 +197,16 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
     costs = [c for c in ("params", "flops") if c not in names]
     header = ["trial", *names, *costs, "architecture"]
     rows = []
-    for t in sorted(trials, key=lambda t: [_sort_key(v, d) for v, d in zip(t.values,
-                                                                           study.directions)]):
+    for t in sorted(
+        trials,
+        key=lambda t: [_sort_key(v, d) for v, d in zip(t.values, study.directions, strict=True)],
+    ):
         values = [_fmt(v) for v in t.values]
         extra = [_fmt(t.user_attrs.get(c, "")) for c in costs]
         rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
-        "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths)), r[-1]])
+        "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]])
         for r in [header, *rows]
     ]
 

@@ -154,12 +154,11 @@ def _split(
     if len(classes) < 2 or counts.min() < 3:
         raise ValueError(
             "Need at least 2 classes with at least 3 samples each for a stratified "
-            f"train/validation/test split; got class counts {dict(zip(classes, counts))}."
+            f"train/validation/test split; got class counts "
+            f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}."
         )
     idx = np.arange(len(x))
-    rest, test = train_test_split(
-        idx, test_size=test_fraction, stratify=labels, random_state=seed
-    )
+    rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     train, val = train_test_split(
         rest,
         test_size=val_fraction / (1.0 - test_fraction),

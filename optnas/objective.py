@@ -139,7 +139,7 @@ class Objective:
         curve: list[float] = []
 
         def on_epoch(epoch: int, accuracy: float) -> None:
-            curve.append(round(accuracy, 6))
+            curve.append(accuracy)
             trial.set_user_attr("val_curve", curve)
             if not single:
                 return

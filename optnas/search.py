@@ -115,8 +115,14 @@ def search(
 
     directions = resolve_objectives(objectives)
     budgets = _check_budgets(budgets)
-    _check_positive(n_trials=n_trials, timeout=timeout, epochs=epochs, batch_size=batch_size,
-                    lr=lr, max_initial_failures=max_initial_failures)
+    _check_positive(
+        n_trials=n_trials,
+        timeout=timeout,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_initial_failures=max_initial_failures,
+    )
     space_fn = spaces.get(space)
     sampler_obj = create_sampler(sampler, n_objectives=len(directions), seed=seed)
     pruner_obj = create_pruner(pruner, epochs=epochs)
@@ -383,9 +389,7 @@ def _check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
     budgets = dict(budgets or {})
     for key, value in budgets.items():
         if key not in METRICS:
-            raise ValueError(
-                f"Unknown budget {key!r}; valid names: {', '.join(METRICS)}."
-            )
+            raise ValueError(f"Unknown budget {key!r}; valid names: {', '.join(METRICS)}.")
         if not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"Budget {key!r} must be a positive number, but got {value!r}.")
     return budgets

@@ -84,9 +84,7 @@ def plain_study(data: optnas.data.Dataset, trials: int, epochs: int) -> optuna.S
                 raise optuna.TrialPruned()
         return accuracy
 
-    study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(), pruner=make_pruner()
-    )
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(), pruner=make_pruner())
     study.optimize(objective, n_trials=trials)
     return study
 
@@ -131,10 +129,14 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = load("digits")
     timed(plain_study, data, 2, 1)  # Warm up torch's kernels before either is timed.
-    print(f"torch {torch.__version__}, optuna {optuna.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.trials} trials x {args.epochs} epochs")
-    print(f"{'run':>3}  {'plain s':>8}  {'optnas s':>8}  {'ratio':>6}  "
-          f"{'plain best':>10}  {'optnas best':>11}  {'epochs trained':>14}")
+    print(
+        f"torch {torch.__version__}, optuna {optuna.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.trials} trials x {args.epochs} epochs"
+    )
+    print(
+        f"{'run':>3}  {'plain s':>8}  {'optnas s':>8}  {'ratio':>6}  "
+        f"{'plain best':>10}  {'optnas best':>11}  {'epochs trained':>14}"
+    )
     ratios = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as folder:
@@ -142,10 +144,14 @@ def main() -> None:
             t_optnas, ours = timed(optnas_study, data, args.trials, args.epochs, Path(folder))
         ratios.append(t_optnas / t_plain)
         epochs = f"{epochs_trained(plain)} / {epochs_trained(ours)}"
-        print(f"{run:>3}  {t_plain:8.2f}  {t_optnas:8.2f}  {ratios[-1]:6.3f}  "
-              f"{plain.best_value:10.4f}  {ours.best_value:11.4f}  {epochs:>14}")
-    print(f"ratio optnas/plain: mean {statistics.mean(ratios):.3f}, max {max(ratios):.3f} "
-          f"over {args.runs} runs")
+        print(
+            f"{run:>3}  {t_plain:8.2f}  {t_optnas:8.2f}  {ratios[-1]:6.3f}  "
+            f"{plain.best_value:10.4f}  {ours.best_value:11.4f}  {epochs:>14}"
+        )
+    print(
+        f"ratio optnas/plain: mean {statistics.mean(ratios):.3f}, max {max(ratios):.3f} "
+        f"over {args.runs} runs"
+    )
 
 
 if __name__ == "__main__":

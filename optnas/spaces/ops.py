@@ -93,9 +93,7 @@ class InvertedResidual(nn.Module):
         self.residual = in_channels == out_channels
         self.block = nn.Sequential(
             ConvBNAct(in_channels, hidden, kernel_size=1, act_layer=act_layer),
-            ConvBNAct(
-                hidden, hidden, kernel_size=kernel_size, groups=hidden, act_layer=act_layer
-            ),
+            ConvBNAct(hidden, hidden, kernel_size=kernel_size, groups=hidden, act_layer=act_layer),
             ConvBNAct(hidden, out_channels, kernel_size=1, act_layer=None),
         )
 

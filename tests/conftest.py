@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def tiny_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """A fast space for search tests: one conv of a chosen width, then a linear layer."""
+    width = trial.suggest_categorical("width", [4, 8])
+    return nn.Sequential(
+        nn.Conv2d(spec.input_shape[0], width, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(width * spec.input_shape[1] * spec.input_shape[2], spec.num_classes),
+    )
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in an empty working directory, so default storages land in tmp_path/studies."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)

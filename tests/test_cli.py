@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from optnas.cli import main
+
+
+def test_search_prints_pareto_table_and_dashboard_command(in_tmp, capsys):
+    assert main(["search", "--n-trials", "3", "--epochs", "1", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    name = "convnet-digits-accuracy-params-flops"
+    assert f"Study '{name}': 3 trials (3 complete, 0 pruned, 0 failed)" in out
+    assert "Pareto-optimal trials:" in out
+    assert "trial  accuracy" in out and "stem" in out
+    assert f"optuna-dashboard sqlite:///studies/{name}.db" in out
+    assert (in_tmp / "studies" / f"{name}.db").is_file()
+
+
+def test_same_study_name_twice_keeps_both_runs(in_tmp, capsys):
+    for _ in range(2):
+        assert (
+            main(
+                [
+                    "search",
+                    "--study-name",
+                    "X",
+                    "--n-trials",
+                    "2",
+                    "--epochs",
+                    "1",
+                    "--objectives",
+                    "accuracy",
+                ]
+            )
+            == 0
+        )
+    assert "Study 'X': 4 trials" in capsys.readouterr().out
+    study = optuna.load_study(study_name="X", storage="sqlite:///studies/X.db")
+    assert len(study.trials) == 4
+    assert main(["show", "--study-name", "X"]) == 0
+    out = capsys.readouterr().out
+    assert "Study 'X': 4 trials" in out and "Best:" in out
+
+
+def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
+    main(["search", "--study-name", "only", "--n-trials", "1", "--epochs", "1"])
+    capsys.readouterr()
+    assert main(["show", "--storage", "studies/only.db"]) == 0
+    assert "Study 'only': 1 trials" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "--sampler", "bogus"], "Unknown sampler 'bogus'; valid names: tpe"),
+        (["search", "--objectives", "accuracy,speed"], "Unknown objective 'speed'"),
+        (["search", "--budget", "latency=3"], "Unknown budget 'latency'"),
+        (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
+    ],
+)
+def test_bad_values_exit_1_with_one_line(in_tmp, capsys, argv, message):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (in_tmp / "studies").exists() or argv[0] == "show"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["search", "--n-trials", "0"], ["search", "--epochs", "x"], ["search", "--budget", "10"]],
+)
+def test_invalid_flag_values_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_console_script_help_is_fast_and_lists_commands():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from optnas.cli import main; sys.argv = ['optnas', '--help']; main()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "search" in done.stdout and "show" in done.stdout
+    check = subprocess.run(
+        [sys.executable, "-c", "import optnas.cli, sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.strip() == "False"

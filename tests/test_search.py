@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from conftest import tiny_space
+from torch import nn
+
+import optnas
+from optnas.data import Dataset, load
+
+MEMORY = "sqlite:///:memory:"
+STATE = optuna.trial.TrialState
+
+
+def test_end_to_end_multi_objective_on_digits(in_tmp):
+    study = optnas.search(
+        "convnet", "digits", ("accuracy", "params", "flops"), n_trials=3, epochs=2, seed=0
+    )
+    assert isinstance(study, optuna.Study)
+    assert study.metric_names == ["accuracy", "params", "flops"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert (in_tmp / "studies" / "convnet-digits-accuracy-params-flops.db").is_file()
+    for trial in study.trials:
+        assert trial.state == STATE.COMPLETE
+        attrs = trial.user_attrs
+        assert attrs["arch"].startswith("stem")
+        assert attrs["flops"] == 2 * attrs["macs"] > 0
+        assert trial.values[1:] == [attrs["params"], attrs["flops"]]
+        assert len(attrs["val_curve"]) == 2 and attrs["val_curve"][-1] == trial.values[0]
+    assert study.best_trials
+
+
+def test_single_objective_reports_every_epoch_and_is_reproducible():
+    runs = [
+        optnas.search(tiny_space, "digits", n_trials=3, epochs=3, seed=1, storage=MEMORY)
+        for _ in range(2)
+    ]
+    assert max(t.values[0] for t in runs[0].trials) > 0.8
+    for trial in runs[0].trials:
+        assert sorted(trial.intermediate_values) == [0, 1, 2]
+        assert list(trial.intermediate_values.values()) == trial.user_attrs["val_curve"]
+    assert [t.values for t in runs[0].trials] == [t.values for t in runs[1].trials]
+
+
+def test_pruner_is_obeyed_with_its_reason():
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        n_trials=2,
+        epochs=4,
+        storage=MEMORY,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.1),
+    )
+    for trial in study.trials:
+        assert trial.state == STATE.PRUNED
+        assert trial.user_attrs["pruned_reason"].startswith("pruned after epoch 1")
+        assert trial.user_attrs["params"] > 0
+
+
+def test_resuming_a_study_by_name_keeps_all_trials(in_tmp):
+    for _ in range(2):
+        study = optnas.search(tiny_space, "digits", n_trials=2, epochs=1, study_name="again")
+    assert len(study.trials) == 4
+    assert optuna.get_all_study_names(f"sqlite:///{in_tmp}/studies/again.db") == ["again"]
+
+
+def test_resuming_with_other_objectives_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/x.db"
+    optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage=url, study_name="s")
+    with pytest.raises(optnas.StorageError, match=r"exists with objectives \['accuracy'\]"):
+        optnas.search(
+            tiny_space, "digits", ("accuracy", "params"), n_trials=1, storage=url, study_name="s"
+        )
+
+
+def test_budgets_skip_training_and_set_constraints():
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        ("accuracy", "params"),
+        n_trials=4,
+        epochs=1,
+        storage=MEMORY,
+        budgets={"params": 1000},
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    for trial in study.trials:
+        assert trial.state == STATE.PRUNED
+        assert trial.user_attrs["pruned_reason"].startswith("over budget: params")
+        assert "val_curve" not in trial.user_attrs
+        assert trial.constraints["params"] == trial.user_attrs["params"] - 1000 > 0
+
+
+def _flaky_space(trial, spec):
+    if trial.number % 2 == 0:
+        raise RuntimeError("odd width")
+    return tiny_space(trial, spec)
+
+
+@pytest.mark.parametrize(
+    ("space", "reason"),
+    [
+        (_flaky_space, "RuntimeError: odd width"),
+        (
+            lambda trial, spec: (
+                "not a module" if trial.number % 2 == 0 else tiny_space(trial, spec)
+            ),
+            "TypeError: The space must return a torch.nn.Module, but returned str",
+        ),
+        (
+            lambda trial, spec: (
+                nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+                if trial.number % 2 == 0
+                else tiny_space(trial, spec)
+            ),
+            "ValueError: The network's output for one sample has shape (1, 3), "
+            "but 10 classes need (1, 10)",
+        ),
+    ],
+)
+def test_a_failing_trial_fails_alone_with_its_reason(space, reason):
+    study = optnas.search(space, "digits", n_trials=4, epochs=1, storage=MEMORY)
+    states = [t.state for t in study.trials]
+    assert states == [STATE.FAIL, STATE.COMPLETE, STATE.FAIL, STATE.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"].startswith(reason)
+
+
+def test_diverging_child_fails_with_the_reason():
+    def exploding(trial, spec):
+        trial.suggest_int("x", 0, 1)
+
+        class Inf(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = nn.Parameter(torch.ones(1))
+
+            def forward(self, x):
+                return x.flatten(1)[:, :10] * self.w * float("inf")
+
+        return Inf()
+
+    study = optnas.search(exploding, "digits", n_trials=1, epochs=1, storage=MEMORY)
+    assert study.trials[0].user_attrs["fail_reason"].startswith("DivergedError: training loss")
+
+
+def test_all_failing_first_trials_stop_with_one_clear_error():
+    def broken(trial, spec):
+        trial.suggest_int("x", 0, 9)
+        raise ImportError("no module named 'mymodels'")
+
+    with pytest.raises(optnas.SearchError) as error:
+        optnas.search(broken, "digits", n_trials=50, storage=MEMORY, max_initial_failures=3)
+    assert "The first 3 trials all failed" in str(error.value)
+    assert "ImportError: no module named 'mymodels'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"objectives": ("accuracy", "latency")},
+            "Unknown objective 'latency'; valid names: accuracy, params, flops, macs",
+        ),
+        ({"sampler": "cmaes"}, "Unknown sampler 'cmaes'; valid names: tpe, gp, nsga2, random"),
+        (
+            {"pruner": "patient"},
+            "Unknown pruner 'patient'; valid names: median, hyperband, sha, none",
+        ),
+        ({"space": "resnet"}, "Unknown space 'resnet'; valid names: convnet"),
+        ({"budgets": {"latency": 3}}, "Unknown budget 'latency'; valid names: params, flops"),
+        ({"budgets": {"params": -1}}, "Budget 'params' must be a positive number"),
+        ({"n_trials": 0}, "n_trials must be positive"),
+        ({"device": "tpu"}, "Unknown device 'tpu'"),
+        ({"objectives": ("accuracy", "accuracy")}, "Each objective may appear once"),
+        ({"data": "cifar"}, "Unknown dataset 'cifar'"),
+    ],
+)
+def test_bad_names_fail_before_anything_is_created(in_tmp, kwargs, message):
+    kwargs = {"space": tiny_space, "n_trials": 1, **kwargs}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        optnas.search(**kwargs)
+    assert not (in_tmp / "studies").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_asked_for_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        optnas.search(tiny_space, device="cuda", storage=MEMORY)
+
+
+def test_missing_directory_storage_is_refused_and_nothing_created(tmp_path):
+    url = f"sqlite:///{tmp_path}/nowhere/x.db"
+    with pytest.raises(optnas.StorageError, match="directory .*nowhere does not exist"):
+        optnas.search(tiny_space, n_trials=1, storage=url)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_unreadable_storage_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n")
+    with pytest.raises(optnas.StorageError, match="not a readable SQLite database"):
+        optnas.search(tiny_space, n_trials=1, storage=f"sqlite:///{path}")
+    assert path.read_text() == "these are my notes, not a database\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+def test_unreachable_database_names_url_without_password():
+    url = "postgresql+psycopg2://user:secret@127.0.0.1:1/nas"
+    with pytest.raises(optnas.StorageError) as error:
+        optnas.search(tiny_space, n_trials=1, storage=url)
+    assert "user:***@127.0.0.1:1/nas" in str(error.value) and "secret" not in str(error.value)
+
+
+class _Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError("the search read the test split")
+
+    def __iter__(self):
+        raise AssertionError("the search read the test split")
+
+
+def test_search_never_reads_the_test_split():
+    ds = load("digits")
+    guarded = Dataset(ds.name, ds.spec, ds.train, ds.val, (_Untouchable(), _Untouchable()))
+    study = optnas.search(tiny_space, guarded, n_trials=2, epochs=1, storage=MEMORY)
+    assert all(t.state == STATE.COMPLETE for t in study.trials)
+
+
+def test_optuna_objects_are_accepted_as_they_are(tmp_path):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(Path(tmp_path) / "journal.log"))
+    )
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        n_trials=2,
+        epochs=1,
+        storage=storage,
+        sampler=sampler,
+        pruner=optuna.pruners.NopPruner(),
+        study_name="j",
+    )
+    assert study.sampler is sampler and len(study.trials) == 2
+    assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
