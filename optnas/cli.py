@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 # Kept here rather than imported, so that `optnas --help` does not import torch or optuna.
 DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")
-DEFAULT_TRIALS = 30
+DEFAULT_TRIALS = 25
 DEFAULT_EPOCHS = 10
 
 

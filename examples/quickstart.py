@@ -1,0 +1,42 @@
+"""Search a space of your own with optnas, then rebuild the best network.
+
+Run: python examples/quickstart.py   (about a minute on 2 CPU cores)
+"""
+
+import optuna
+from torch import nn
+
+import optnas
+from optnas.data import load
+
+
+def mlp(trial: optuna.Trial, spec) -> nn.Module:
+    """A define-by-run space: every choice is a trial.suggest_* call."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2]
+    for i in range(trial.suggest_int("n_layers", 1, 3)):
+        out = trial.suggest_categorical(f"width{i}", [32, 64, 128])
+        layers += [nn.Linear(width, out), nn.ReLU()]
+        width = out
+    layers.append(nn.Linear(width, spec.num_classes))
+    return nn.Sequential(*layers)
+
+
+study = optnas.search(
+    mlp,
+    "digits",
+    ("accuracy", "params"),
+    n_trials=15,
+    epochs=10,
+    seed=0,
+    study_name="quickstart",
+)
+for trial in sorted(study.best_trials, key=lambda t: t.values[1]):
+    accuracy, params = trial.values
+    print(f"trial {trial.number}: accuracy {accuracy:.4f}, {int(params):,} params, "
+          f"{trial.user_attrs['flops']:,} FLOPs: {trial.user_attrs['arch']}")
+
+# Rebuilding an architecture is calling the same function with the trial's parameters.
+best = max(study.best_trials, key=lambda t: t.values[0])
+model = mlp(optuna.trial.FixedTrial(best.params), load("digits").spec)
+print(model)
