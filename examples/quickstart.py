@@ -1,6 +1,6 @@
 """Search a space of your own with optnas, then rebuild the best network.
 
-Run: python examples/quickstart.py   (about a minute on 2 CPU cores)
+Run: python examples/quickstart.py   (about 10 s on 2 CPU cores)
 """
 
 import optuna
@@ -33,8 +33,10 @@ study = optnas.search(
 )
 for trial in sorted(study.best_trials, key=lambda t: t.values[1]):
     accuracy, params = trial.values
-    print(f"trial {trial.number}: accuracy {accuracy:.4f}, {int(params):,} params, "
-          f"{trial.user_attrs['flops']:,} FLOPs: {trial.user_attrs['arch']}")
+    print(
+        f"trial {trial.number}: accuracy {accuracy:.4f}, {int(params):,} params, "
+        f"{trial.user_attrs['flops']:,} FLOPs: {trial.user_attrs['arch']}"
+    )
 
 # Rebuilding an architecture is calling the same function with the trial's parameters.
 best = max(study.best_trials, key=lambda t: t.values[0])

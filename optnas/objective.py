@@ -21,7 +21,7 @@ import torch
 
 from optnas import cost, spaces
 from optnas.data import Dataset
-from optnas.train import fit
+from optnas.train import fit, to_device
 
 __all__ = ["Objective"]
 
@@ -61,8 +61,8 @@ class Objective:
         self.seed = seed
         self.train_kwargs = dict(train_kwargs or {})
         # Moved once: every child reads the same device-resident tensors.
-        self.train = tuple(t.to(device) for t in data.train)
-        self.val = tuple(t.to(device) for t in data.val)
+        self.train = to_device(data.train, device)
+        self.val = to_device(data.val, device)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:

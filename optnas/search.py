@@ -113,6 +113,7 @@ def search(
     from optnas.data import load
     from optnas.objective import Objective
 
+    objectives = [objectives] if isinstance(objectives, str) else list(objectives)
     directions = resolve_objectives(objectives)
     budgets = _check_budgets(budgets)
     _check_positive(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DivergedError", "TrainResult", "evaluate", "fit"]
+__all__ = ["DivergedError", "TrainResult", "evaluate", "fit", "to_device"]
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -86,8 +86,8 @@ def fit(
     start = time.perf_counter()
     device = torch.device(device)
     cuda = device.type == "cuda"
-    x_train, y_train = _to_device(train, device)
-    x_val, y_val = _to_device(val, device)
+    x_train, y_train = to_device(train, device)
+    x_val, y_val = to_device(val, device)
     model = _prepare(model, device, image=x_train.dim() == 4)
     steps = _batches_per_epoch(len(x_train), batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -134,7 +134,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
     x, y = split
     param = next(model.parameters(), None)
     device = param.device if param is not None else x.device
-    x, y = _to_device(split, device)
+    x, y = to_device(split, device)
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -143,7 +143,15 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
     return correct.item() / max(len(x), 1)
 
 
-def _to_device(split: Split, device: torch.device) -> Split:
+def to_device(split: Split, device: torch.device) -> Split:
+    """``split`` on ``device``; images channels_last on CUDA. No copy where already so.
+
+    Example:
+        >>> import torch
+        >>> x, y = to_device((torch.zeros(2, 3), torch.zeros(2)), torch.device("cpu"))
+        >>> x.device.type
+        'cpu'
+    """
     x, y = split
     x = x.to(device, non_blocking=True)
     if device.type == "cuda" and x.dim() == 4:

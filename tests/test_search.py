@@ -246,3 +246,9 @@ def test_optuna_objects_are_accepted_as_they_are(tmp_path):
     )
     assert study.sampler is sampler and len(study.trials) == 2
     assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
+
+
+def test_one_objective_may_be_a_string_and_names_the_default_study():
+    study = optnas.search(tiny_space, "digits", "accuracy", n_trials=1, epochs=1, storage=MEMORY)
+    assert study.study_name == "tiny_space-digits-accuracy"
+    assert study.metric_names == ["accuracy"]
