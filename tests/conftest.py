@@ -19,6 +19,17 @@ def tiny_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     )
 
 
+class Explodes(nn.Module):
+    """A network whose outputs are infinite, so its training loss is NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10] * self.w * float("inf")
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run in an empty working directory, so default storages land in tmp_path/studies."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import tiny_space
+from conftest import Explodes, tiny_space
 from torch import nn
 
 import optnas
@@ -131,16 +131,7 @@ def test_a_failing_trial_fails_alone_with_its_reason(space, reason):
 def test_diverging_child_fails_with_the_reason():
     def exploding(trial, spec):
         trial.suggest_int("x", 0, 1)
-
-        class Inf(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.w = nn.Parameter(torch.ones(1))
-
-            def forward(self, x):
-                return x.flatten(1)[:, :10] * self.w * float("inf")
-
-        return Inf()
+        return Explodes()
 
     study = optnas.search(exploding, "digits", n_trials=1, epochs=1, storage=MEMORY)
     assert study.trials[0].user_attrs["fail_reason"].startswith("DivergedError: training loss")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import Explodes
 from torch import nn
 
 from optnas.data import load
@@ -44,14 +45,6 @@ def test_on_epoch_can_stop_training():
 
 
 def test_divergence_is_detected():
-    class Explodes(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.ones(1))
-
-        def forward(self, x):
-            return x.flatten(1)[:, :10] * self.w * float("inf")
-
     ds = load("digits")
     with pytest.raises(DivergedError, match="training loss is nan in epoch 0"):
         fit(Explodes(), ds.train, ds.val, epochs=2)
