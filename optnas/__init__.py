@@ -11,8 +11,20 @@ Example:
 from __future__ import annotations
 
 # torch is imported on first use, so that `import optnas` and `optnas --help` stay fast.
+from importlib import import_module
+from typing import Any
+
+from optnas import cost, data
 from optnas.errors import SearchError, StorageError
 from optnas.search import search
 
-__all__ = ["SearchError", "StorageError", "search"]
+__all__ = ["SearchError", "StorageError", "cost", "data", "search", "spaces", "train"]
 __version__ = "0.1.0"
+
+_LAZY_MODULES = ("spaces", "train")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return import_module(f"optnas.{name}")
+    raise AttributeError(f"module 'optnas' has no attribute {name!r}")
