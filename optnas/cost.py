@@ -43,17 +43,13 @@ def measure(model: torch.nn.Module, input_shape: Sequence[int]) -> dict[str, int
         >>> measure(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), (3, 32, 32))
         {'params': 216, 'flops': 442368, 'macs': 221184}
     """
-    flops, _ = forward_flops(model, input_shape)
-    return {"params": count_params(model), "flops": flops, "macs": flops // 2}
+    return measure_forward(model, input_shape)[0]
 
 
-def count_params(model: torch.nn.Module) -> int:
-    """Number of elements of the model's distinct parameters (shared ones counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def forward_flops(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[int, torch.Tensor]:
-    """FLOPs of one forward pass on a batch of one, and the output of that pass."""
+def measure_forward(
+    model: torch.nn.Module, input_shape: Sequence[int]
+) -> tuple[dict[str, int], torch.Tensor]:
+    """:func:`measure`'s counts, and the output of the forward pass that counted them."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -68,4 +64,6 @@ def forward_flops(model: torch.nn.Module, input_shape: Sequence[int]) -> tuple[i
             out = model(x)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops()), out
+    flops = int(counter.get_total_flops())
+    params = sum(p.numel() for p in model.parameters())  # parameters() yields shared ones once
+    return {"params": params, "flops": flops, "macs": flops // 2}, out

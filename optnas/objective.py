@@ -112,14 +112,13 @@ class Objective:
         return model
 
     def _measure(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, int]:
-        flops, out = cost.forward_flops(model, self.spec.input_shape)
+        costs, out = cost.measure_forward(model, self.spec.input_shape)
         expected = (1, self.spec.num_classes)
         if tuple(out.shape) != expected:
             raise ValueError(
                 f"The network's output for one sample has shape {tuple(out.shape)}, "
                 f"but {self.spec.num_classes} classes need {expected}."
             )
-        costs = {"params": cost.count_params(model), "flops": flops, "macs": flops // 2}
         for key, value in costs.items():
             trial.set_user_attr(key, value)
         return costs

@@ -125,7 +125,7 @@ def search(
         max_initial_failures=max_initial_failures,
     )
     space_fn = spaces.get(space)
-    sampler_obj = create_sampler(sampler, n_objectives=len(directions), seed=seed)
+    sampler_obj = create_sampler(sampler, seed=seed)
     pruner_obj = create_pruner(pruner, epochs=epochs)
     torch_device = resolve_device(device)
     dataset = load(data)
@@ -168,8 +168,6 @@ def resolve_objectives(objectives: Sequence[str]) -> list[str]:
         >>> resolve_objectives(["accuracy", "params"])
         ['maximize', 'minimize']
     """
-    if isinstance(objectives, str):
-        objectives = [objectives]
     if not objectives:
         raise ValueError(f"Give at least one objective; valid names: {', '.join(OBJECTIVES)}.")
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -183,12 +181,12 @@ def resolve_objectives(objectives: Sequence[str]) -> list[str]:
 
 
 def create_sampler(
-    sampler: str | optuna.samplers.BaseSampler, *, n_objectives: int, seed: int | None = None
+    sampler: str | optuna.samplers.BaseSampler, *, seed: int | None = None
 ) -> optuna.samplers.BaseSampler:
     """An Optuna sampler for a name in :data:`SAMPLERS`, or ``sampler`` itself.
 
     Example:
-        >>> type(create_sampler("tpe", n_objectives=2, seed=0)).__name__
+        >>> type(create_sampler("tpe", seed=0)).__name__
         'TPESampler'
     """
     if isinstance(sampler, optuna.samplers.BaseSampler):
@@ -312,13 +310,14 @@ def open_study(
 def _open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
     if "://" not in url:
         url = f"sqlite:///{url}"
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
+    if sqlite_file:
         _check_sqlite_file(Path(url[len("sqlite:///") :]), create=create)
     try:
         storage = optuna.storages.RDBStorage(url)
     except Exception as error:  # SQLAlchemy and driver errors have no common base here.
         raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    if sqlite_file:
         _use_wal(storage)
     return storage
 

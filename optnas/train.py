@@ -131,9 +131,8 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
         >>> 0.0 <= evaluate(model, (torch.randn(8, 2), torch.zeros(8, dtype=torch.long))) <= 1.0
         True
     """
-    x, y = split
     param = next(model.parameters(), None)
-    device = param.device if param is not None else x.device
+    device = param.device if param is not None else split[0].device
     x, y = to_device(split, device)
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
