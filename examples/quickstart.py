@@ -10,7 +10,7 @@ import optnas
 from optnas.data import load
 
 
-def mlp(trial: optuna.Trial, spec) -> nn.Module:
+def my_space(trial: optuna.Trial, spec) -> nn.Module:
     """A define-by-run space: every choice is a trial.suggest_* call."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2]
@@ -23,7 +23,7 @@ def mlp(trial: optuna.Trial, spec) -> nn.Module:
 
 
 study = optnas.search(
-    mlp,
+    my_space,
     "digits",
     ("accuracy", "params"),
     n_trials=15,
@@ -40,5 +40,5 @@ for trial in sorted(study.best_trials, key=lambda t: t.values[1]):
 
 # Rebuilding an architecture is calling the same function with the trial's parameters.
 best = max(study.best_trials, key=lambda t: t.values[0])
-model = mlp(optuna.trial.FixedTrial(best.params), load("digits").spec)
+model = my_space(optuna.trial.FixedTrial(best.params), load("digits").spec)
 print(model)

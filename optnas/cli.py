@@ -52,13 +52,19 @@ def _parser() -> argparse.ArgumentParser:
         "arguments: convnet on digits, objectives accuracy, params and FLOPs.",
     )
     search.set_defaults(run=_search)
-    search.add_argument("--space", default="convnet", help="built-in space (default: convnet)")
-    search.add_argument("--data", default="digits", help="dataset name (default: digits)")
+    search.add_argument(
+        "--space",
+        default="auto",
+        help="convnet, nb201, mlp or auto (default: auto: convnet for images, mlp for tables)",
+    )
+    search.add_argument(
+        "--data", default="digits", help="digits, wine, breast_cancer (default: digits)"
+    )
     search.add_argument(
         "--objectives",
         type=_names,
         default=DEFAULT_OBJECTIVES,
-        help="comma-separated, from accuracy, params, flops, macs "
+        help="comma-separated, from accuracy, params, flops, macs, latency "
         f"(default: {','.join(DEFAULT_OBJECTIVES)})",
     )
     search.add_argument(
@@ -86,7 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=MAX",
-        help="skip networks with more params/flops/macs than MAX (repeatable)",
+        help="skip networks with more params/flops/macs/latency than MAX (repeatable)",
+    )
+    search.add_argument(
+        "--latency-batch-size",
+        type=_positive_int,
+        default=1,
+        help="batch size at which latency (ms) is timed (default: 1)",
     )
     search.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     search.add_argument("--seed", type=int, help="seed of the sampler and the children")
@@ -126,6 +138,7 @@ def _search(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         budgets=dict(args.budget),
+        latency_batch_size=args.latency_batch_size,
         show_progress_bar=True,
     )
     print(summary(study, _storage_url(args.storage, study.study_name)))

@@ -9,6 +9,10 @@ Conventions (the most common confusion in NAS papers is MACs reported as FLOPs):
   as two operations: ``flops == 2 * macs``. Like torchvision's published figures it counts
   convolutions and matrix products; element-wise layers (norms, activations, pooling)
   are not counted.
+* ``latency``: milliseconds of one forward pass at a stated batch size on a stated device,
+  in eval mode without gradients, in float32: the median of repeated timed passes after
+  warm-up passes (CUDA is synchronized around each pass). It depends on the machine and
+  on what else runs there, so compare latencies measured on the same machine.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["METRICS", "measure"]
+__all__ = ["METRICS", "latency", "measure"]
 
 METRICS = ("params", "flops", "macs")
 """What :func:`measure` returns; also the cost objectives and budgets a search accepts."""
@@ -67,3 +71,66 @@ def measure_forward(
     flops = int(counter.get_total_flops())
     params = sum(p.numel() for p in model.parameters())  # parameters() yields shared ones once
     return {"params": params, "flops": flops, "macs": flops // 2}, out
+
+
+def latency(
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    *,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    warmup: int = 5,
+    repeats: int = 20,
+) -> float:
+    """Milliseconds of one forward pass of ``model`` on a batch of ``batch_size`` inputs.
+
+    Args:
+        model: The network; it is moved to ``device`` and its train/eval mode is restored.
+        input_shape: The shape of one sample, without the batch dimension.
+        batch_size: Samples per timed pass.
+        device: Where to time it; by default the device of the model's first parameter.
+        warmup: Untimed passes first (allocator, kernel selection, caches).
+        repeats: Timed passes; the median is returned.
+
+    Example:
+        >>> import torch
+        >>> ms = latency(torch.nn.Linear(64, 10), (64,), batch_size=32)
+        >>> 0 < ms < 1000
+        True
+    """
+    import statistics
+    import time
+
+    import torch
+
+    if batch_size < 1 or warmup < 0 or repeats < 1:
+        raise ValueError(
+            "batch_size and repeats must be at least 1 and warmup at least 0, but got "
+            f"{batch_size}, {repeats} and {warmup}."
+        )
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device)
+    model.to(device)
+    x = torch.randn((batch_size, *input_shape), device=device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                sync()
+                start = time.perf_counter()
+                model(x)
+                sync()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return statistics.median(times) * 1e3

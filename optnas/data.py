@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DATASETS", "DataSpec", "Dataset", "load"]
 
-DATASETS = ("digits",)
-"""Names :func:`load` accepts; each is embedded in an installed package (no download)."""
+DATASETS = ("digits", "wine", "breast_cancer")
+"""Names :func:`load` accepts; each is embedded in scikit-learn (no download): 8x8 digit
+images (1,797, 10 classes), and two tabular sets, wine (178 samples, 13 features,
+3 classes) and breast cancer (569 samples, 30 features, 2 classes)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def load(
     """Load a dataset by name, or split user arrays, into a :class:`Dataset`.
 
     Args:
-        data: ``"digits"`` (scikit-learn's embedded 8x8 digits), an ``(X, y)`` pair of
+        data: A name in :data:`DATASETS` (embedded in scikit-learn), an ``(X, y)`` pair of
             arrays or tensors, or a ready :class:`Dataset` (returned as is). ``X`` is
             ``(N, F)`` for features, ``(N, H, W)`` or ``(N, C, H, W)`` for images; ``y``
             holds ``N`` class labels of any hashable kind.
@@ -103,11 +105,14 @@ def load(
 
 
 def _named(name: str) -> tuple[str, np.ndarray, np.ndarray]:
-    if name == "digits":
-        from sklearn.datasets import load_digits
+    from sklearn import datasets
 
-        digits = load_digits()
+    if name == "digits":
+        digits = datasets.load_digits()
         return name, digits.images[:, None].astype(np.float32) / 16.0, digits.target
+    if name in ("wine", "breast_cancer"):
+        table = getattr(datasets, f"load_{name}")()
+        return name, table.data, table.target
     raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
 
 

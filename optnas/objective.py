@@ -2,8 +2,11 @@
 
 Everything a trial learns goes into Optuna's storage as user attrs:
 
-* ``arch``: the architecture in one line; ``params``, ``flops``, ``macs``: its cost
-  (set before training, so pruned and failed trials have them too);
+* ``arch``: the architecture in one line; ``arch_key``: its canonical key (equal for
+  parameter sets that build the same network);
+* ``params``, ``flops``, ``macs``, ``latency`` (ms, at ``latency_batch_size`` on the
+  training device): its cost, set before training, so pruned and failed trials have them
+  too (see :mod:`optnas.cost`);
 * ``val_curve``: validation accuracy after each epoch so far (in single-objective studies
   also reported as intermediate values, which Optuna's pruners read);
   ``train_seconds``: wall time of the training;
@@ -32,12 +35,14 @@ class Objective:
     Args:
         space: ``space(trial, spec) -> nn.Module``.
         data: The splits; only ``train`` and ``val`` are read.
-        objectives: Names among accuracy, params, flops, macs, in the order of the values.
+        objectives: Names among accuracy, params, flops, macs, latency, in the order of
+            the values.
         epochs: Epochs per child training.
         device: Where children train.
-        budgets: Largest allowed cost per name in ``optnas.cost.METRICS``.
+        budgets: Largest allowed cost per name in ``optnas.cost.METRICS`` or ``latency``.
         seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
         train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
+        latency_batch_size: Batch size at which latency is timed.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class Objective:
         budgets: Mapping[str, float] | None = None,
         seed: int | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
+        latency_batch_size: int = 1,
     ) -> None:
         self.space = space
         self.spec = data.spec
@@ -60,6 +66,7 @@ class Objective:
         self.budgets = dict(budgets or {})
         self.seed = seed
         self.train_kwargs = dict(train_kwargs or {})
+        self.latency_batch_size = latency_batch_size
         # Moved once: every child reads the same device-resident tensors.
         self.train = to_device(data.train, device)
         self.val = to_device(data.val, device)
@@ -109,21 +116,25 @@ class Objective:
                 f"The space must return a torch.nn.Module, but returned {type(model).__name__}."
             )
         trial.set_user_attr("arch", spaces.describe(self.space, trial.params))
-        return model
+        trial.set_user_attr("arch_key", spaces.key(self.space, trial.params))
+        return model.to(self.device)
 
-    def _measure(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, int]:
-        costs, out = cost.measure_forward(model, self.spec.input_shape)
+    def _measure(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, float]:
+        counts, out = cost.measure_forward(model, self.spec.input_shape)
         expected = (1, self.spec.num_classes)
         if tuple(out.shape) != expected:
             raise ValueError(
                 f"The network's output for one sample has shape {tuple(out.shape)}, "
                 f"but {self.spec.num_classes} classes need {expected}."
             )
+        ms = cost.latency(model, self.spec.input_shape, batch_size=self.latency_batch_size)
+        costs = {**counts, "latency": round(ms, 4)}
         for key, value in costs.items():
             trial.set_user_attr(key, value)
+        trial.set_user_attr("latency_batch_size", self.latency_batch_size)
         return costs
 
-    def _check_budgets(self, trial: optuna.Trial, costs: Mapping[str, int]) -> None:
+    def _check_budgets(self, trial: optuna.Trial, costs: Mapping[str, float]) -> None:
         over = []
         for key, limit in self.budgets.items():
             # Optuna's convention: a constraint value <= 0 is feasible.

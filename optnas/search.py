@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from optnas.data import Dataset
 
 __all__ = [
+    "COSTS",
     "OBJECTIVES",
     "PRUNERS",
     "SAMPLERS",
@@ -29,8 +30,10 @@ __all__ = [
     "search",
 ]
 
-OBJECTIVES: dict[str, str] = {"accuracy": "maximize", **{m: "minimize" for m in METRICS}}
-"""Objective names and their directions; the cost ones are known before training."""
+COSTS = (*METRICS, "latency")
+"""Costs measured before training: objectives to minimize and possible budgets."""
+OBJECTIVES: dict[str, str] = {"accuracy": "maximize", **{m: "minimize" for m in COSTS}}
+"""Objective names and their directions."""
 SAMPLERS = ("tpe", "gp", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "sha", "none")
 STUDIES_DIR = Path("studies")
@@ -40,7 +43,7 @@ PrunerName = Literal["median", "hyperband", "sha", "none"]
 
 
 def search(
-    space: str | Callable[..., Any] = "convnet",
+    space: str | Callable[..., Any] = "auto",
     data: str | tuple[Any, Any] | Dataset = "digits",
     objectives: Sequence[str] = ("accuracy",),
     *,
@@ -56,21 +59,25 @@ def search(
     device: str = "auto",
     seed: int | None = None,
     budgets: Mapping[str, float] | None = None,
+    latency_batch_size: int = 1,
     max_initial_failures: int = 5,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
 
-    Each trial builds one network with ``space``, records its cost (params, FLOPs, MACs),
-    skips it untrained if it breaks a budget, trains it on the training split and scores it
-    on the validation split. The test split is never read.
+    Each trial builds one network with ``space``, records its cost (params, FLOPs, MACs,
+    latency), skips it untrained if it breaks a budget, trains it on the training split and
+    scores it on the validation split. The test split is never read.
 
     Args:
-        space: ``space(trial, spec) -> torch.nn.Module``, or a built-in space's name
-            (see ``optnas.spaces.SPACES``).
-        data: ``"digits"``, an ``(X, y)`` pair, or an :class:`optnas.data.Dataset`.
-        objectives: Names among ``"accuracy"`` (maximized), ``"params"``, ``"flops"`` and
-            ``"macs"`` (minimized), in the order of the study's values.
+        space: ``space(trial, spec) -> torch.nn.Module``, a built-in space's name
+            (``"convnet"``, ``"nb201"``, ``"mlp"``; see ``optnas.spaces``), or ``"auto"``:
+            ``convnet`` for images, ``mlp`` for flat features.
+        data: A name in ``optnas.data.DATASETS`` (``"digits"``, ``"wine"``,
+            ``"breast_cancer"``), an ``(X, y)`` pair, or an :class:`optnas.data.Dataset`.
+        objectives: Names among ``"accuracy"`` (maximized), ``"params"``, ``"flops"``,
+            ``"macs"`` and ``"latency"`` (milliseconds; minimized), in the order of the
+            study's values.
         n_trials: Trials to run in this call (added to any the study already has).
         timeout: Stop starting trials after this many seconds.
         epochs: Training epochs of each child.
@@ -86,8 +93,10 @@ def search(
             the data and the objectives, so that the same call resumes the same study.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         seed: Seeds the sampler and every child's initialization and batch order.
-        budgets: Largest ``params`` / ``flops`` / ``macs`` a network may have; one over
-            budget is recorded as infeasible (``trial.constraints``) and not trained.
+        budgets: Largest ``params`` / ``flops`` / ``macs`` / ``latency`` a network may have;
+            one over budget is recorded as infeasible (``trial.constraints``) and not
+            trained.
+        latency_batch_size: Batch size at which latency is timed (on ``device``).
         max_initial_failures: Stop with :class:`optnas.SearchError` when this many first
             trials of the call all fail (a broken space or data, not a bad candidate).
         show_progress_bar: Show Optuna's progress bar.
@@ -122,13 +131,14 @@ def search(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        latency_batch_size=latency_batch_size,
         max_initial_failures=max_initial_failures,
     )
-    space_fn = spaces.get(space)
+    dataset = load(data)
+    space_fn = spaces.get(space, dataset.spec)
     sampler_obj = create_sampler(sampler, seed=seed)
     pruner_obj = create_pruner(pruner, epochs=epochs)
     torch_device = resolve_device(device)
-    dataset = load(data)
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
     study = open_study(
         name,
@@ -147,6 +157,7 @@ def search(
         budgets=budgets,
         seed=seed,
         train_kwargs={"batch_size": batch_size, "lr": lr},
+        latency_batch_size=latency_batch_size,
     )
     guard = _FailureGuard(max_initial_failures)
     study.optimize(
@@ -388,8 +399,8 @@ def _hide_password(url: str) -> str:
 def _check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
     budgets = dict(budgets or {})
     for key, value in budgets.items():
-        if key not in METRICS:
-            raise ValueError(f"Unknown budget {key!r}; valid names: {', '.join(METRICS)}.")
+        if key not in COSTS:
+            raise ValueError(f"Unknown budget {key!r}; valid names: {', '.join(COSTS)}.")
         if not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"Budget {key!r} must be a positive number, but got {value!r}.")
     return budgets

@@ -58,7 +58,7 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
     [
         (["search", "--sampler", "bogus"], "Unknown sampler 'bogus'; valid names: tpe"),
         (["search", "--objectives", "accuracy,speed"], "Unknown objective 'speed'"),
-        (["search", "--budget", "latency=3"], "Unknown budget 'latency'"),
+        (["search", "--budget", "energy=3"], "Unknown budget 'energy'"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
     ],
 )

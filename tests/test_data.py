@@ -24,6 +24,18 @@ def test_digits_splits_are_disjoint_stratified_and_fixed():
     assert not torch.equal(load("digits", split_seed=1).val[1], ds.val[1])
 
 
+@pytest.mark.parametrize(
+    ("name", "shape", "classes", "total"),
+    [("wine", (13,), 3, 178), ("breast_cancer", (30,), 2, 569)],
+)
+def test_tabular_demos_are_embedded(name, shape, classes, total):
+    ds = load(name)
+    assert ds.name == name and ds.spec.input_shape == shape and ds.spec.num_classes == classes
+    assert sum(len(split[1]) for split in (ds.train, ds.val, ds.test)) == total
+    assert not ds.spec.is_image
+    assert abs(ds.train[0].mean(0)).max() < 1e-4
+
+
 def test_standardized_with_training_statistics():
     ds = load("digits")
     assert abs(ds.train[0].mean().item()) < 1e-4

@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_space
 
 import optnas
+from optnas.cost import latency
 from optnas.data import load
 from optnas.train import fit
 
@@ -43,3 +44,29 @@ def test_search_on_cuda_records_costs_and_curves():
     )
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(len(t.user_attrs["val_curve"]) == 2 for t in study.trials)
+
+
+@pytest.mark.parametrize("space", ["convnet", "nb201"])
+def test_builtin_spaces_search_on_cuda_with_latency(space):
+    study = optnas.search(
+        space,
+        "digits",
+        ("accuracy", "latency"),
+        n_trials=2,
+        epochs=2,
+        device="cuda",
+        storage="sqlite:///:memory:",
+        seed=0,
+    )
+    for trial in study.trials:
+        assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_reason")
+        assert trial.values[1] == trial.user_attrs["latency"] > 0
+
+
+def test_latency_on_cuda_is_synchronized():
+    model = torch.nn.Sequential(*[torch.nn.Linear(2048, 2048) for _ in range(8)])
+    small = latency(model, (2048,), batch_size=8, device="cuda")
+    large = latency(model, (2048,), batch_size=8192, device="cuda")
+    assert next(model.parameters()).is_cuda
+    # 1,000x the work must show: unsynchronized timing would see only the launch.
+    assert large > 5 * small

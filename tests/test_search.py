@@ -28,9 +28,41 @@ def test_end_to_end_multi_objective_on_digits(in_tmp):
         attrs = trial.user_attrs
         assert attrs["arch"].startswith("stem")
         assert attrs["flops"] == 2 * attrs["macs"] > 0
+        assert attrs["latency"] > 0 and attrs["latency_batch_size"] == 1
+        assert attrs["arch_key"] == optnas.spaces.convnet.key(trial.params)
         assert trial.values[1:] == [attrs["params"], attrs["flops"]]
         assert len(attrs["val_curve"]) == 2 and attrs["val_curve"][-1] == trial.values[0]
     assert study.best_trials
+
+
+def test_auto_space_on_tabular_data_trades_accuracy_for_latency(in_tmp):
+    study = optnas.search(
+        "auto", "wine", ("accuracy", "latency"), n_trials=3, epochs=5, seed=0, latency_batch_size=8
+    )
+    assert study.study_name == "mlp-wine-accuracy-latency"
+    for trial in study.trials:
+        assert "n_layers" in trial.params
+        assert trial.values[1] == trial.user_attrs["latency"] > 0
+        assert trial.user_attrs["latency_batch_size"] == 8
+    assert max(t.values[0] for t in study.trials) > 0.8
+
+
+def test_nb201_space_searches_digits():
+    study = optnas.search("nb201", "digits", n_trials=1, epochs=1, storage=MEMORY, seed=0)
+    trial = study.trials[0]
+    assert trial.state == STATE.COMPLETE
+    assert trial.user_attrs["arch"] == optnas.spaces.nb201.describe(trial.params)
+    assert trial.user_attrs["arch"].startswith("|") and "~0|+|" in trial.user_attrs["arch"]
+
+
+def test_latency_budget_skips_slow_networks():
+    study = optnas.search(
+        tiny_space, "digits", n_trials=2, epochs=1, storage=MEMORY, budgets={"latency": 1e-6}
+    )
+    for trial in study.trials:
+        assert trial.state == STATE.PRUNED
+        assert trial.user_attrs["pruned_reason"].startswith("over budget: latency")
+        assert trial.constraints["latency"] > 0
 
 
 def test_single_objective_reports_every_epoch_and_is_reproducible():
@@ -152,16 +184,16 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
     ("kwargs", "message"),
     [
         (
-            {"objectives": ("accuracy", "latency")},
-            "Unknown objective 'latency'; valid names: accuracy, params, flops, macs",
+            {"objectives": ("accuracy", "energy")},
+            "Unknown objective 'energy'; valid names: accuracy, params, flops, macs, latency",
         ),
         ({"sampler": "cmaes"}, "Unknown sampler 'cmaes'; valid names: tpe, gp, nsga2, random"),
         (
             {"pruner": "patient"},
             "Unknown pruner 'patient'; valid names: median, hyperband, sha, none",
         ),
-        ({"space": "resnet"}, "Unknown space 'resnet'; valid names: convnet"),
-        ({"budgets": {"latency": 3}}, "Unknown budget 'latency'; valid names: params, flops"),
+        ({"space": "resnet"}, "Unknown space 'resnet'; valid names: auto, convnet, nb201, mlp"),
+        ({"budgets": {"energy": 3}}, "Unknown budget 'energy'; valid names: params, flops"),
         ({"budgets": {"params": -1}}, "Budget 'params' must be a positive number"),
         ({"n_trials": 0}, "n_trials must be positive"),
         ({"device": "tpu"}, "Unknown device 'tpu'"),
