@@ -214,8 +214,8 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
         trials,
         key=lambda t: [_sort_key(v, d) for v, d in zip(t.values, study.directions, strict=True)],
     ):
-        values = [_fmt(v) for v in t.values]
-        extra = [_fmt(t.user_attrs.get(c, "")) for c in costs]
+        values = [_fmt(v, n) for v, n in zip(t.values, names, strict=True)]
+        extra = [_fmt(t.user_attrs.get(c, ""), c) for c in costs]
         rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
@@ -228,11 +228,11 @@ def _sort_key(value: float, direction: Any) -> float:
     return -value if direction.name == "MAXIMIZE" else value
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4f}"
-    if isinstance(value, (int, float)):
+def _fmt(value: Any, name: str) -> str:
+    if name in ("params", "flops", "macs") and isinstance(value, (int, float)):
         return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
     return str(value)
 
 
