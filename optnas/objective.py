@@ -127,7 +127,9 @@ class Objective:
                 f"The network's output for one sample has shape {tuple(out.shape)}, "
                 f"but {self.spec.num_classes} classes need {expected}."
             )
-        ms = cost.latency(model, self.spec.input_shape, batch_size=self.latency_batch_size)
+        ms = cost.latency(
+            model, self.spec.input_shape, batch_size=self.latency_batch_size, device=self.device
+        )
         costs = {**counts, "latency": round(ms, 4)}
         for key, value in costs.items():
             trial.set_user_attr(key, value)
