@@ -17,7 +17,8 @@ Conventions (the most common confusion in NAS papers is MACs reported as FLOPs):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ def measure(model: torch.nn.Module, input_shape: Sequence[int]) -> dict[str, int
 
     Args:
         model: The network. It is run once, in eval mode and without gradients, on a batch
-            of one zero input on the device of its first parameter; its train/eval mode is
-            restored afterwards.
+            of one zero input on the device of its first parameter; the train/eval mode of
+            each of its modules is restored afterwards.
         input_shape: The shape of one sample, without the batch dimension, e.g. ``(1, 8, 8)``.
 
     Returns:
@@ -57,17 +58,10 @@ def measure_forward(
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros((1, *input_shape), device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            out = model(x)
-    finally:
-        model.train(was_training)
+    x = torch.zeros((1, *input_shape), device=_device_of(model))
+    counter = FlopCounterMode(display=False)
+    with _eval_mode(model), torch.no_grad(), counter:
+        out = model(x)
     flops = int(counter.get_total_flops())
     params = sum(p.numel() for p in model.parameters())  # parameters() yields shared ones once
     return {"params": params, "flops": flops, "macs": flops // 2}, out
@@ -85,7 +79,8 @@ def latency(
     """Milliseconds of one forward pass of ``model`` on a batch of ``batch_size`` inputs.
 
     Args:
-        model: The network; it is moved to ``device`` and its train/eval mode is restored.
+        model: The network; it is moved to ``device``, and the train/eval mode of each of
+            its modules is restored afterwards.
         input_shape: The shape of one sample, without the batch dimension.
         batch_size: Samples per timed pass.
         device: Where to time it; by default the device of the model's first parameter.
@@ -108,29 +103,43 @@ def latency(
             "batch_size and repeats must be at least 1 and warmup at least 0, but got "
             f"{batch_size}, {repeats} and {warmup}."
         )
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else _device_of(model)
     model.to(device)
     x = torch.randn((batch_size, *input_shape), device=device)
 
     def sync() -> None:
+        # Kernels run asynchronously on accelerators: wait for them on both sides of a pass.
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        elif device.type != "cpu":
+            getattr(torch, device.type).synchronize()  # mps, xpu
 
     times = []
-    was_training = model.training
+    with _eval_mode(model), torch.inference_mode():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    import torch
+
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for the duration, then every submodule's own train/eval mode back."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                sync()
-                start = time.perf_counter()
-                model(x)
-                sync()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
+        yield
     finally:
-        model.train(was_training)
-    return statistics.median(times) * 1e3
+        for module, training in modes:
+            module.training = training

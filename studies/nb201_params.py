@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 
 from optnas.spaces import nb201
-from optnas.spaces.nb201 import parse
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nb201" / "nb201.csv"
 COLUMNS = {10: "c10_params_M", 100: "c100_params_M", 120: "in16_params_M"}
@@ -60,8 +59,8 @@ def check(row: dict[str, str], classes: tuple[int, ...]) -> list[str]:
     """Mismatches of one table row, as messages (empty when all agree)."""
     arch = row["arch_str"]
     problems = []
-    if nb201.describe(parse(arch)) != arch:
-        problems.append(f"describe: {arch} comes back as {nb201.describe(parse(arch))}")
+    if nb201.describe(nb201.parse(arch)) != arch:
+        problems.append(f"describe: {arch} comes back as {nb201.describe(nb201.parse(arch))}")
     for n in classes:
         ours = n_params(arch, n)
         theirs = round(float(row[COLUMNS[n]]) * 1e6)
@@ -94,7 +93,7 @@ def main() -> None:
         problems = [m for chunk in pool.map(_check_chunk, chunks) for m in chunk]
     seconds = time.perf_counter() - start
 
-    keys = {nb201.key(parse(row["arch_str"])) for row in rows}
+    keys = {nb201.key(nb201.parse(row["arch_str"])) for row in rows}
     for message in problems[:10]:
         print(message)
     networks = len(rows) * len(classes)

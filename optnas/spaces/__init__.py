@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from optnas.spaces.convnet import ConvNet, convnet
-from optnas.spaces.mlp import MLP, mlp
-from optnas.spaces.nb201 import NB201, nb201
+from optnas.spaces._convnet import ConvNet, convnet
+from optnas.spaces._mlp import MLP, mlp
+from optnas.spaces._nb201 import NB201, nb201
 
 if TYPE_CHECKING:
     from optnas.data import DataSpec

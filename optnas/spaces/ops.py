@@ -2,8 +2,8 @@
 
 Convolutional blocks (conv-BN-act, depthwise-separable conv, inverted residual with optional
 squeeze-excite), the cell operations of NAS-Bench-201 (ReLU-conv-BN, pooling, identity,
-zero) and a linear block for flat inputs. Where torchvision already has a block it is used
-(``Conv2dNormActivation``, ``SqueezeExcitation``).
+zero) and a linear block for flat inputs. Where PyTorch or torchvision already has a block it
+is used (``Identity``, ``Conv2dNormActivation``, ``SqueezeExcitation``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import Identity
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "NORMS",
     "OPS",
     "ConvBNAct",
+    "Identity",
     "InvertedResidual",
     "LinearBlock",
     "ReLUConvBN",
@@ -267,7 +269,7 @@ class Zero(nn.Module):
 class LinearBlock(nn.Sequential):
     """Linear layer, optional normalization, activation, optional dropout: an MLP layer.
 
-    The linear layer has a bias only when no normalization follows (which would cancel it).
+    The linear layer has no bias before batch norm, which would cancel it.
 
     Example:
         >>> import torch
@@ -285,7 +287,8 @@ class LinearBlock(nn.Sequential):
         norm_layer: type[nn.Module] | None = None,
         dropout: float = 0.0,
     ) -> None:
-        layers: list[nn.Module] = [nn.Linear(in_features, out_features, bias=norm_layer is None)]
+        bias = norm_layer is not nn.BatchNorm1d
+        layers: list[nn.Module] = [nn.Linear(in_features, out_features, bias=bias)]
         if norm_layer is not None:
             layers.append(norm_layer(out_features))
         layers.append(act_layer())

@@ -9,7 +9,7 @@ inverted residual only).
 
 The space scales with the input: stages are offered only while the feature map is at least
 2x2 after them (8x8 digits: up to three stages; 32x32: five), and inputs of 64 pixels or
-more get a stride-2 stem (224x224 ends at 7x7, like MobileNetV2).
+more get a stride-2 stem (224x224 ends at 7x7 after five stages, like MobileNetV2).
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ class ConvNet:
             )
         self.max_stages = max_stages
         self.max_depth = max_depth
-        self.widths = tuple(tuple(w) for w in widths)
-        self.kernels = tuple(kernels)
-        self.ops = tuple(ops)
-        self.expansions = tuple(expansions)
-        self.stem_widths = tuple(stem_widths)
+        # Plain ints and strs: NumPy scalars would reach torch and the canonical key.
+        self.widths = tuple(tuple(int(c) for c in w) for w in widths)
+        self.kernels = tuple(int(k) for k in kernels)
+        self.ops = tuple(str(op) for op in ops)
+        self.expansions = tuple(int(e) for e in expansions)
+        self.stem_widths = tuple(int(c) for c in stem_widths)
 
     def __call__(self, trial: optuna.trial.BaseTrial, spec: DataSpec) -> nn.Module:
         """Build one network of the space, choosing with ``trial``."""
@@ -107,7 +108,8 @@ class ConvNet:
         stem_stride = 2 if size >= 64 else 1
         width = trial.suggest_categorical("stem_width", self.stem_widths)
         layers: list[nn.Module] = [ConvBNAct(channels, width, stride=stem_stride)]
-        n_stages = trial.suggest_int("n_stages", 1, self.stages_for(size // stem_stride))
+        after_stem = (size + 1) // 2 if stem_stride == 2 else size
+        n_stages = trial.suggest_int("n_stages", 1, self.stages_for(after_stem))
         for s in range(n_stages):
             stage, width = self._stage(trial, s, width)
             layers += stage
@@ -116,14 +118,14 @@ class ConvNet:
 
     def stages_for(self, size: int) -> int:
         """How many stages a feature map of ``size`` pixels allows (each after the first
-        halves it; the last must be at least 2x2).
+        halves it, rounding up; the last must be at least 2x2), at most ``max_stages``.
 
         Example:
-            >>> convnet.stages_for(8), convnet.stages_for(32), convnet.stages_for(112)
-            (3, 5, 5)
+            >>> convnet.stages_for(8), convnet.stages_for(9), convnet.stages_for(112)
+            (3, 4, 5)
         """
         n = 1
-        while size >= 4 and n < self.max_stages:
+        while (size + 1) // 2 >= 2 and n < self.max_stages:
             size, n = (size + 1) // 2, n + 1
         return n
 

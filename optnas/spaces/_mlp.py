@@ -66,9 +66,10 @@ class MLP:
         if not 0.0 <= max_dropout < 1.0:
             raise ValueError(f"max_dropout must be in [0, 1), but got {max_dropout}.")
         self.max_layers = max_layers
-        self.widths = tuple(widths)
-        self.activations = tuple(activations)
-        self.norms = tuple(norms)
+        # Plain ints and strs: NumPy scalars would reach torch and the canonical key.
+        self.widths = tuple(int(w) for w in widths)
+        self.activations = tuple(str(a) for a in activations)
+        self.norms = tuple(str(n) for n in norms)
         self.max_dropout = max_dropout
 
     def __call__(self, trial: optuna.trial.BaseTrial, spec: DataSpec) -> nn.Module:

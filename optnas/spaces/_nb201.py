@@ -14,14 +14,16 @@ benchmark's arch string ``|nor_conv_3x3~0|+|...|``, and :func:`build` builds fro
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from optnas.spaces.ops import ReLUConvBN, pool
+from optnas.spaces.ops import Identity, ReLUConvBN, pool
 
 if TYPE_CHECKING:
     import optuna
@@ -45,7 +47,7 @@ def _edge_name(to: int, src: int) -> str:
 def _make_edge_op(name: str, channels: int) -> nn.Module:
     # Cells keep their channels and stride, so every edge is channels -> channels, stride 1.
     if name == "skip_connect":
-        return nn.Identity()
+        return Identity()
     if name == "nor_conv_1x1":
         return ReLUConvBN(channels, channels, kernel_size=1)
     if name == "nor_conv_3x3":
@@ -55,25 +57,42 @@ def _make_edge_op(name: str, channels: int) -> nn.Module:
     raise ValueError(f"Unknown NAS-Bench-201 operation {name!r}; valid: {', '.join(OPS)}.")
 
 
-def _live_edges(ops: Mapping[tuple[int, int], str]) -> set[tuple[int, int]]:
-    """Edges whose result reaches the cell output from a non-zero input."""
-    fed = {0}  # nodes that carry something other than zeros
+_CONVS = ("nor_conv_1x1", "nor_conv_3x3")
+
+
+def _fed_and_used(ops: Mapping[tuple[int, int], str]) -> tuple[set[int], set[int]]:
+    """Nodes that carry something other than zeros, and nodes the output depends on.
+
+    A convolution of zeros is not zero: its batch norm adds its learned shift.
+    """
+    fed = {0}
     for to, src in EDGES:
-        if ops[to, src] != "none" and src in fed:
+        if ops[to, src] in _CONVS or (ops[to, src] != "none" and src in fed):
             fed.add(to)
-    used = {3}  # nodes the output depends on
+    used = {3}
     for to, src in reversed(EDGES):
         if ops[to, src] != "none" and to in used:
             used.add(src)
-    return {(to, src) for to, src in EDGES if ops[to, src] != "none" and src in fed and to in used}
+    return fed, used
+
+
+def _live_edges(ops: Mapping[tuple[int, int], str]) -> list[tuple[int, int]]:
+    """Edges that change the cell's output: they reach it, and do not just pass on zeros."""
+    fed, used = _fed_and_used(ops)
+    return [
+        (to, src)
+        for to, src in EDGES
+        if ops[to, src] != "none" and to in used and (src in fed or ops[to, src] in _CONVS)
+    ]
 
 
 class Cell(nn.Module):
     """One NAS-Bench-201 cell; every node is the sum of its incoming edges' outputs.
 
-    Every edge's operation is built (the benchmark counts its parameters), but edges whose
-    result cannot reach the output, or that read a node with no input, are not run: the
-    output is the same and the work is saved.
+    Every edge's operation is built (the benchmark counts its parameters), but edges that
+    cannot change the output (their result never reaches it, or they pool or pass on a node
+    that is all zeros) are not run: the output is the same and the work is saved. FLOPs
+    measured on this cell therefore count only the work that matters.
     """
 
     def __init__(self, ops: Mapping[tuple[int, int], str], channels: int) -> None:
@@ -82,12 +101,13 @@ class Cell(nn.Module):
         self.edges = nn.ModuleDict(
             {_edge_name(*e): _make_edge_op(op, channels) for e, op in ops.items() if op != "none"}
         )
-        self.live = sorted(_live_edges(ops))
+        self.live = _live_edges(ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: dict[int, torch.Tensor] = {0: x}
         for to, src in self.live:
-            out = self.edges[_edge_name(to, src)](nodes[src])
+            source = nodes[src] if src in nodes else torch.zeros_like(x)
+            out = self.edges[_edge_name(to, src)](source)
             nodes[to] = nodes[to] + out if to in nodes else out
         return nodes[3] if 3 in nodes else torch.zeros_like(x)
 
@@ -153,14 +173,15 @@ def arch_str(params: Mapping[str, Any]) -> str:
 
 
 def canonical(params: Mapping[str, Any]) -> str:
-    """A key equal for cells that compute the same function.
+    """A key equal exactly for cells that compute the same thing (up to their weights).
 
-    ``skip_connect`` passes its input on, ``none`` adds nothing, an edge from a node that
-    receives nothing adds nothing, and a node is the multiset of the terms it sums (sums
-    flattened). This merges the 15,625 cells into 4,930 classes; the benchmark's own
-    ``to_unique_str(consider_zero=True)`` finds 6,466 because it keeps zero terms and
-    nested sums apart, which change nothing. :class:`Cell` runs exactly the edges this key
-    keeps, so cells with equal keys build the same computation.
+    Built from the edges :class:`Cell` runs: ``skip_connect`` passes its input on, ``none``
+    and edges whose result cannot change the output drop out, a convolution of an all-zero
+    node is a learned shift (``bias``), and each node is the sum of the operations that
+    reach it, counted with multiplicity (one convolution reached along two paths is not two
+    convolutions). Cells get equal keys when their operations can be matched one to one,
+    with the same types and the same inputs. The 15,625 cells form 5,650 such classes.
+    Equal keys may still differ in parameters: the benchmark builds every edge.
 
     Example:
         >>> a = parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
@@ -168,15 +189,41 @@ def canonical(params: Mapping[str, Any]) -> str:
         >>> canonical(a) == canonical(b) == "x"
         True
     """
-    terms: dict[int, list[str]] = {0: ["x"]}
-    for to, src in EDGES:
-        op = params[_edge_name(to, src)]
-        inputs = terms.get(src)
-        if op == "none" or not inputs:
-            continue
-        new = inputs if op == "skip_connect" else [f"{op}({'+'.join(inputs)})"]
-        terms[to] = sorted(terms.get(to, []) + new)
-    return "+".join(terms.get(3, [])) or "zero"
+    ops = {(to, src): params[_edge_name(to, src)] for to, src in EDGES}
+    inputs: dict[tuple[int, int], tuple[str, Counter[Any]]] = {}
+    value: dict[int, Counter[Any]] = {0: Counter({"x": 1})}
+    for edge in _live_edges(ops):
+        to, src = edge
+        source = value.get(src, Counter())
+        node = value.setdefault(to, Counter())
+        if ops[edge] == "skip_connect":
+            node.update(source)
+        else:
+            inputs[edge] = (ops[edge] if source else "bias", source)
+            node[edge] += 1
+    out = value.get(3, Counter())
+    return _serialize(inputs, out) if out else "zero"
+
+
+def _serialize(inputs: Mapping[Any, tuple[str, Counter[Any]]], out: Counter[Any]) -> str:
+    """The smallest text of the computation over all numberings of look-alike operations."""
+    if not inputs:
+        return _terms(out, {"x": "x"})
+    labels: dict[Any, str] = {"x": "x"}
+    for edge, (op, source) in inputs.items():  # EDGES order: inputs come first
+        labels[edge] = f"{op}({_terms(source, labels)})"
+    ordered = sorted(inputs, key=labels.__getitem__)
+    groups = [list(g) for _, g in itertools.groupby(ordered, key=labels.__getitem__)]
+    texts = []
+    for choice in itertools.product(*(itertools.permutations(g) for g in groups)):
+        names = {"x": "x"} | {e: f"e{i}" for i, e in enumerate(itertools.chain(*choice))}
+        parts = [f"{names[e]}={inputs[e][0]}({_terms(inputs[e][1], names)})" for e in inputs]
+        texts.append("; ".join(sorted(parts)) + f" -> {_terms(out, names)}")
+    return min(texts)
+
+
+def _terms(counts: Counter[Any], names: Mapping[Any, str]) -> str:
+    return "+".join(sorted(f"{n}*{names[a]}" if n > 1 else names[a] for a, n in counts.items()))
 
 
 def build(
@@ -249,6 +296,8 @@ class NB201:
     """
 
     name = "nb201"
+    OPS = OPS
+    EDGES = EDGES
 
     def __init__(self, *, channels: int = 16, cells: int = 5) -> None:
         if channels < 1 or cells < 1:
@@ -276,6 +325,11 @@ class NB201:
         return build(
             arch, num_classes, in_channels=in_channels, channels=self.channels, cells=self.cells
         )
+
+    @staticmethod
+    def parse(arch: str) -> dict[str, str]:
+        """The trial parameters of an arch string (see :func:`parse`)."""
+        return parse(arch)
 
     def describe(self, params: Mapping[str, Any]) -> str:
         """The benchmark's arch string (see :func:`arch_str`)."""
