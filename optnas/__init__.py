@@ -18,10 +18,19 @@ from optnas import cost, data
 from optnas.errors import SearchError, StorageError
 from optnas.search import search
 
-__all__ = ["SearchError", "StorageError", "cost", "data", "search", "spaces", "train"]
+__all__ = [
+    "SearchError",
+    "StorageError",
+    "cost",
+    "data",
+    "hypervolume",
+    "search",
+    "spaces",
+    "train",
+]
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("spaces", "train")
+_LAZY_MODULES = ("hypervolume", "spaces", "train")
 
 
 def __getattr__(name: str) -> Any:

@@ -200,9 +200,23 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
         best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
         title = "Pareto-optimal trials" if len(best) > 1 or len(study.directions) > 1 else "Best"
         lines += ["", f"{title}:", *_table(study, best)]
+        if len(study.directions) > 1:
+            lines += ["", _hypervolume_line(study)]
     if storage_url and not storage_url.endswith(":memory:"):
         lines += ["", f"Dashboard: optuna-dashboard {storage_url}"]
     return "\n".join(lines)
+
+
+def _hypervolume_line(study: optuna.Study) -> str:
+    from optnas.hypervolume import bounds_of, hypervolume
+
+    bounds = ", ".join(
+        f"{name} {_fmt(lo, name)}..{_fmt(hi, name)}" for name, (lo, hi) in bounds_of(study).items()
+    )
+    return (
+        f"Hypervolume: {hypervolume(study):.4f} of the unit box (error; costs log-scaled "
+        f"between the study's extremes: {bounds}; reference point 1)"
+    )
 
 
 def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:

@@ -16,6 +16,7 @@ def test_search_prints_pareto_table_and_dashboard_command(in_tmp, capsys):
     assert f"Study '{name}': 3 trials (3 complete, 0 pruned, 0 failed)" in out
     assert "Pareto-optimal trials:" in out
     assert "trial  accuracy" in out and "stem" in out
+    assert "Hypervolume: 0." in out and "reference point 1" in out
     assert f"optuna-dashboard sqlite:///studies/{name}.db" in out
     assert (in_tmp / "studies" / f"{name}.db").is_file()
 
