@@ -9,13 +9,16 @@ Everything a trial learns goes into Optuna's storage as user attrs:
   too (see :mod:`optnas.cost`);
 * ``val_curve``: validation accuracy after each epoch so far (in single-objective studies
   also reported as intermediate values, which Optuna's pruners read);
-  ``train_seconds``: wall time of the training;
+  ``train_seconds``: wall time of the training, pruned or not (0 when not trained);
+* ``training``: the recipe (epochs, batch size, learning rate) it was trained with;
+  ``duplicate_of``: the trial whose result it reused, not trained again;
 * ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +46,8 @@ class Objective:
         seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
         train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
         latency_batch_size: Batch size at which latency is timed.
+        dedup: Reuse the result of an earlier trial that trained the same architecture
+            (equal ``arch_key``) with the same recipe instead of training it again.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class Objective:
         seed: int | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
         latency_batch_size: int = 1,
+        dedup: bool = True,
     ) -> None:
         self.space = space
         self.spec = data.spec
@@ -67,6 +73,9 @@ class Objective:
         self.seed = seed
         self.train_kwargs = dict(train_kwargs or {})
         self.latency_batch_size = latency_batch_size
+        self.dedup = dedup
+        # What makes two trainings of one architecture interchangeable.
+        self.training = {"epochs": epochs, **self.train_kwargs}
         # Moved once: every child reads the same device-resident tensors.
         self.train = to_device(data.train, device)
         self.val = to_device(data.val, device)
@@ -89,20 +98,66 @@ class Objective:
             model = self._build(trial)
             costs = self._measure(trial, model)
             self._check_budgets(trial, costs)
-            result = fit(
-                model,
-                self.train,
-                self.val,
-                epochs=self.epochs,
-                device=self.device,
-                seed=seed,
-                on_epoch=self._reporter(trial),
-                **self.train_kwargs,
-            )
-        trial.set_user_attr("train_seconds", round(result.seconds, 3))
-        values = {"accuracy": result.accuracy, **costs}
+            trial.set_user_attr("training", self.training)
+            if self.dedup and (accuracy := self._reuse(trial)) is not None:
+                return self._values(accuracy, costs)
+            start = time.perf_counter()
+            try:
+                result = fit(
+                    model,
+                    self.train,
+                    self.val,
+                    epochs=self.epochs,
+                    device=self.device,
+                    seed=seed,
+                    on_epoch=self._reporter(trial),
+                    **self.train_kwargs,
+                )
+            finally:  # pruned and failed trainings took time too
+                trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
+        return self._values(result.accuracy, costs)
+
+    def _values(self, accuracy: float, costs: Mapping[str, float]) -> float | tuple[float, ...]:
+        values = {"accuracy": accuracy, **costs}
         out = tuple(float(values[name]) for name in self.objectives)
         return out if len(out) > 1 else out[0]
+
+    def _reuse(self, trial: optuna.Trial) -> float | None:
+        """The accuracy of an earlier training of the same architecture, if there is one.
+
+        Raises ``TrialPruned`` when that training was pruned. Costs are not reused: they were
+        measured for this trial already.
+        """
+        original = self._original(trial)
+        if original is None:
+            return None
+        curve = original.user_attrs.get("val_curve", [])
+        trial.set_user_attr("duplicate_of", original.number)
+        trial.set_user_attr("val_curve", curve)
+        trial.set_user_attr("train_seconds", 0.0)
+        if original.state == optuna.trial.TrialState.PRUNED:
+            raise optuna.TrialPruned(
+                f"duplicate of trial {original.number}, pruned after epoch {len(curve)} "
+                "(not trained)"
+            )
+        if "accuracy" in self.objectives:
+            return float(original.values[self.objectives.index("accuracy")])
+        return float(curve[-1])
+
+    def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """The first finished trial that trained this architecture with this recipe."""
+        key = trial.user_attrs["arch_key"]
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        for other in trial.study.get_trials(deepcopy=False, states=states):
+            attrs = other.user_attrs
+            if (
+                attrs.get("arch_key") == key
+                and attrs.get("training") == self.training
+                and "duplicate_of" not in attrs
+                and attrs.get("val_curve")  # trained, not skipped over budget
+            ):
+                return other
+        return None
 
     def _trial_seed(self, number: int) -> int:
         if self.seed is None:

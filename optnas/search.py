@@ -60,6 +60,7 @@ def search(
     seed: int | None = None,
     budgets: Mapping[str, float] | None = None,
     latency_batch_size: int = 1,
+    dedup: bool = True,
     max_initial_failures: int = 5,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
@@ -97,6 +98,9 @@ def search(
             one over budget is recorded as infeasible (``trial.constraints``) and not
             trained.
         latency_batch_size: Batch size at which latency is timed (on ``device``).
+        dedup: A candidate whose architecture (``arch_key``) an earlier trial of the study
+            already trained with the same recipe reuses that result (user attr
+            ``duplicate_of``) instead of training again. Turn off for noisy objectives.
         max_initial_failures: Stop with :class:`optnas.SearchError` when this many first
             trials of the call all fail (a broken space or data, not a bad candidate).
         show_progress_bar: Show Optuna's progress bar.
@@ -158,6 +162,7 @@ def search(
         seed=seed,
         train_kwargs={"batch_size": batch_size, "lr": lr},
         latency_batch_size=latency_batch_size,
+        dedup=dedup,
     )
     guard = _FailureGuard(max_initial_failures)
     study.optimize(

@@ -65,9 +65,56 @@ def test_latency_budget_skips_slow_networks():
         assert trial.constraints["latency"] > 0
 
 
+def test_duplicate_architectures_are_not_retrained():
+    study = optnas.search(
+        tiny_space, "digits", ("accuracy", "params"), n_trials=6, epochs=2, storage=MEMORY, seed=0
+    )
+    originals = {}
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        if "duplicate_of" not in attrs:
+            assert attrs["train_seconds"] > 0
+            originals[attrs["arch_key"]] = trial
+            continue
+        first = study.trials[attrs["duplicate_of"]]
+        assert first.user_attrs["arch_key"] == attrs["arch_key"] and first.number < trial.number
+        assert attrs["train_seconds"] == 0 and attrs["val_curve"] == first.user_attrs["val_curve"]
+        assert trial.values == first.values
+    assert len(originals) == 2  # tiny_space has two architectures
+    again = optnas.search(
+        tiny_space, "digits", n_trials=3, epochs=1, storage=MEMORY, seed=0, dedup=False
+    )
+    assert not any("duplicate_of" in t.user_attrs for t in again.trials)
+
+
+def test_a_duplicate_of_a_pruned_trial_is_pruned_untrained():
+    def one_network(trial, spec):
+        trial.suggest_int("depth", 1, 1)
+        return tiny_space(optuna.trial.FixedTrial({"width": 4}), spec)
+
+    study = optnas.search(
+        one_network,
+        "digits",
+        n_trials=2,
+        epochs=3,
+        storage=MEMORY,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.1),
+    )
+    first, second = study.trials
+    assert first.state == second.state == STATE.PRUNED
+    assert "duplicate_of" not in first.user_attrs and first.user_attrs["train_seconds"] > 0
+    assert second.user_attrs["train_seconds"] == 0
+    assert second.user_attrs["duplicate_of"] == 0
+    assert second.user_attrs["pruned_reason"] == (
+        "duplicate of trial 0, pruned after epoch 1 (not trained)"
+    )
+
+
 def test_single_objective_reports_every_epoch_and_is_reproducible():
     runs = [
-        optnas.search(tiny_space, "digits", n_trials=3, epochs=3, seed=1, storage=MEMORY)
+        optnas.search(
+            tiny_space, "digits", n_trials=3, epochs=3, seed=1, storage=MEMORY, dedup=False
+        )
         for _ in range(2)
     ]
     assert max(t.values[0] for t in runs[0].trials) > 0.8
@@ -85,6 +132,7 @@ def test_pruner_is_obeyed_with_its_reason():
         epochs=4,
         storage=MEMORY,
         pruner=optuna.pruners.ThresholdPruner(lower=1.1),
+        dedup=False,
     )
     for trial in study.trials:
         assert trial.state == STATE.PRUNED
