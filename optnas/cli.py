@@ -83,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--sampler", default="tpe", help="tpe, gp, nsga2, random (default: tpe)")
     search.add_argument(
         "--pruner",
-        default="median",
-        help="median, hyperband, sha, none (default: median; single-objective)",
+        default="auto",
+        help="auto, median, hyperband, sha (one objective), pareto, pareto-halving, none "
+        "(default: auto: median with one objective, pareto with several)",
     )
     search.add_argument(
         "--budget",

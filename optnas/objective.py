@@ -27,6 +27,7 @@ import torch
 
 from optnas import cost, spaces
 from optnas.data import Dataset
+from optnas.pruners import MULTI_OBJECTIVE_PRUNERS
 from optnas.train import fit, to_device
 
 __all__ = ["Objective"]
@@ -202,19 +203,30 @@ class Objective:
             raise optuna.TrialPruned(f"over budget: {'; '.join(over)} (not trained)")
 
     def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
-        single = len(trial.study.directions) == 1
+        study = trial.study
+        single = len(study.directions) == 1
         curve: list[float] = []
 
         def on_epoch(epoch: int, accuracy: float) -> None:
             curve.append(accuracy)
             trial.set_user_attr("val_curve", curve)
-            if not single:
-                return
-            # Optuna's pruners work on single-objective studies only.
-            trial.report(accuracy, epoch)
-            if trial.should_prune():
+            if single:
+                trial.report(accuracy, epoch)
+                prune = trial.should_prune()
+            else:
+                # Optuna refuses report/should_prune with several objectives; optnas's own
+                # pruners read the curve and the costs from the trial's user attrs instead.
+                prune = isinstance(study.pruner, MULTI_OBJECTIVE_PRUNERS) and study.pruner.prune(
+                    study, _frozen(study, trial.number)
+                )
+            if prune:
                 raise optuna.TrialPruned(
                     f"pruned after epoch {epoch + 1} at validation accuracy {accuracy:.4f}"
                 )
 
         return on_epoch
+
+
+def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """The running trial ``number`` as stored, user attrs included."""
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)

@@ -35,11 +35,11 @@ COSTS = (*METRICS, "latency")
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", **{m: "minimize" for m in COSTS}}
 """Objective names and their directions."""
 SAMPLERS = ("tpe", "gp", "nsga2", "random")
-PRUNERS = ("median", "hyperband", "sha", "none")
+PRUNERS = ("auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none")
 STUDIES_DIR = Path("studies")
 
 SamplerName = Literal["tpe", "gp", "nsga2", "random"]
-PrunerName = Literal["median", "hyperband", "sha", "none"]
+PrunerName = Literal["auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none"]
 
 
 def search(
@@ -53,7 +53,7 @@ def search(
     batch_size: int = 128,
     lr: float = 1e-2,
     sampler: SamplerName | optuna.samplers.BaseSampler = "tpe",
-    pruner: PrunerName | optuna.pruners.BasePruner = "median",
+    pruner: PrunerName | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     device: str = "auto",
@@ -85,9 +85,10 @@ def search(
         batch_size: Training batch size.
         lr: Peak learning rate (AdamW, one-cycle schedule).
         sampler: ``"tpe"``, ``"gp"``, ``"nsga2"``, ``"random"`` or any Optuna sampler.
-        pruner: ``"median"``, ``"hyperband"``, ``"sha"``, ``"none"`` or any Optuna pruner.
-            Optuna prunes single-objective studies only; in multi-objective studies
-            every child trains all its epochs.
+        pruner: ``"auto"`` (``"median"`` with one objective, ``"pareto"`` with several),
+            ``"median"``, ``"hyperband"``, ``"sha"`` (Optuna's; one objective only),
+            ``"pareto"``, ``"pareto-halving"`` (:mod:`optnas.pruners`; any number of
+            objectives), ``"none"``, or any Optuna pruner.
         storage: A database URL, an Optuna storage, or None for the SQLite file
             ``studies/<study_name>.db`` under the working directory.
         study_name: The study to create or resume; by default derived from the space,
@@ -141,7 +142,7 @@ def search(
     dataset = load(data)
     space_fn = spaces.get(space, dataset.spec)
     sampler_obj = create_sampler(sampler, seed=seed)
-    pruner_obj = create_pruner(pruner, epochs=epochs)
+    pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     torch_device = resolve_device(device)
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
     study = open_study(
@@ -219,25 +220,45 @@ def create_sampler(
 
 
 def create_pruner(
-    pruner: str | optuna.pruners.BasePruner, *, epochs: int
+    pruner: str | optuna.pruners.BasePruner, *, epochs: int, n_objectives: int = 1
 ) -> optuna.pruners.BasePruner:
-    """An Optuna pruner for a name in :data:`PRUNERS`, or ``pruner`` itself.
+    """A pruner for a name in :data:`PRUNERS`, or ``pruner`` itself.
+
+    Raises:
+        ValueError: An unknown name, or a pruner that cannot judge ``n_objectives``.
 
     Example:
         >>> type(create_pruner("hyperband", epochs=10)).__name__
         'HyperbandPruner'
+        >>> type(create_pruner("auto", epochs=10, n_objectives=2)).__name__
+        'ParetoPruner'
     """
+    from optnas.pruners import MULTI_OBJECTIVE_PRUNERS, ParetoHalvingPruner, ParetoPruner
+
+    if pruner == "auto":
+        pruner = "median" if n_objectives == 1 else "pareto"
     if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    if pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    if pruner == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if pruner == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"Unknown pruner {pruner!r}; valid names: {', '.join(PRUNERS)}.")
+        resolved = pruner
+    elif pruner == "median":
+        resolved = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    elif pruner == "hyperband":
+        resolved = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    elif pruner == "sha":
+        resolved = optuna.pruners.SuccessiveHalvingPruner()
+    elif pruner == "pareto":
+        resolved = ParetoPruner()
+    elif pruner == "pareto-halving":
+        resolved = ParetoHalvingPruner()
+    elif pruner == "none":
+        resolved = optuna.pruners.NopPruner()
+    else:
+        raise ValueError(f"Unknown pruner {pruner!r}; valid names: {', '.join(PRUNERS)}.")
+    if n_objectives > 1 and not isinstance(resolved, MULTI_OBJECTIVE_PRUNERS):
+        raise ValueError(
+            f"The pruner {type(resolved).__name__} works with one objective only, but this "
+            f"study has {n_objectives}; use 'pareto', 'pareto-halving' or 'none'."
+        )
+    return resolved
 
 
 def resolve_device(device: str) -> Any:

@@ -238,7 +238,7 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
         ({"sampler": "cmaes"}, "Unknown sampler 'cmaes'; valid names: tpe, gp, nsga2, random"),
         (
             {"pruner": "patient"},
-            "Unknown pruner 'patient'; valid names: median, hyperband, sha, none",
+            "Unknown pruner 'patient'; valid names: auto, median, hyperband, sha, pareto",
         ),
         ({"space": "resnet"}, "Unknown space 'resnet'; valid names: auto, convnet, nb201, mlp"),
         ({"budgets": {"energy": 3}}, "Unknown budget 'energy'; valid names: params, flops"),
