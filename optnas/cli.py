@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="batch size at which latency (ms) is timed (default: 1)",
     )
+    search.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="train every candidate, even an architecture the study already trained",
+    )
     search.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     search.add_argument("--seed", type=int, help="seed of the sampler and the children")
     _add_study_arguments(search)
@@ -140,6 +146,7 @@ def _search(args: argparse.Namespace) -> int:
         seed=args.seed,
         budgets=dict(args.budget),
         latency_batch_size=args.latency_batch_size,
+        dedup=args.dedup,
         show_progress_bar=True,
     )
     print(summary(study, _storage_url(args.storage, study.study_name)))

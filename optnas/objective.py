@@ -11,7 +11,8 @@ Everything a trial learns goes into Optuna's storage as user attrs:
   also reported as intermediate values, which Optuna's pruners read);
   ``train_seconds``: wall time of the training, pruned or not (0 when not trained);
 * ``training``: the recipe (epochs, batch size, learning rate) it was trained with;
-  ``duplicate_of``: the trial whose result it reused, not trained again;
+  ``duplicate_of``: the earlier trial of the same architecture (this one was pruned
+  untrained);
 * ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned.
 """
 
@@ -47,8 +48,8 @@ class Objective:
         seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
         train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
         latency_batch_size: Batch size at which latency is timed.
-        dedup: Reuse the result of an earlier trial that trained the same architecture
-            (equal ``arch_key``) with the same recipe instead of training it again.
+        dedup: Prune, untrained, a candidate whose architecture (equal ``arch_key``) an
+            earlier trial trained with the same recipe; that trial's result stands.
     """
 
     def __init__(
@@ -100,8 +101,8 @@ class Objective:
             costs = self._measure(trial, model)
             self._check_budgets(trial, costs)
             trial.set_user_attr("training", self.training)
-            if self.dedup and (accuracy := self._reuse(trial)) is not None:
-                return self._values(accuracy, costs)
+            if self.dedup:
+                self._skip_duplicate(trial)
             start = time.perf_counter()
             try:
                 result = fit(
@@ -123,27 +124,27 @@ class Objective:
         out = tuple(float(values[name]) for name in self.objectives)
         return out if len(out) > 1 else out[0]
 
-    def _reuse(self, trial: optuna.Trial) -> float | None:
-        """The accuracy of an earlier training of the same architecture, if there is one.
+    def _skip_duplicate(self, trial: optuna.Trial) -> None:
+        """Prune, untrained, an architecture the study already trained with this recipe.
 
-        Raises ``TrialPruned`` when that training was pruned. Costs are not reused: they were
-        measured for this trial already.
+        The earlier trial's result stands for both; recording the repeat as pruned keeps the
+        Pareto front free of copies and tells samplers like TPE to look elsewhere.
         """
         original = self._original(trial)
         if original is None:
-            return None
+            return
         curve = original.user_attrs.get("val_curve", [])
         trial.set_user_attr("duplicate_of", original.number)
         trial.set_user_attr("val_curve", curve)
         trial.set_user_attr("train_seconds", 0.0)
-        if original.state == optuna.trial.TrialState.PRUNED:
-            raise optuna.TrialPruned(
-                f"duplicate of trial {original.number}, pruned after epoch {len(curve)} "
-                "(not trained)"
-            )
-        if "accuracy" in self.objectives:
-            return float(original.values[self.objectives.index("accuracy")])
-        return float(curve[-1])
+        outcome = (
+            f"pruned after epoch {len(curve)}"
+            if original.state == optuna.trial.TrialState.PRUNED
+            else f"validation accuracy {curve[-1]:.4f}"
+        )
+        raise optuna.TrialPruned(
+            f"duplicate of trial {original.number} ({outcome}); not trained again"
+        )
 
     def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
         """The first finished trial that trained this architecture with this recipe."""

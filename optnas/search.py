@@ -79,7 +79,10 @@ def search(
         objectives: Names among ``"accuracy"`` (maximized), ``"params"``, ``"flops"``,
             ``"macs"`` and ``"latency"`` (milliseconds; minimized), in the order of the
             study's values.
-        n_trials: Trials to run in this call (added to any the study already has).
+        n_trials: Candidates to train in this call (added to any the study already has).
+            Candidates over budget or already trained are recorded as pruned trials but
+            not counted, since they cost no training; after 50 of them in a row the search
+            stops, the space within budget looking exhausted.
         timeout: Stop starting trials after this many seconds.
         epochs: Training epochs of each child.
         batch_size: Training batch size.
@@ -100,8 +103,9 @@ def search(
             trained.
         latency_batch_size: Batch size at which latency is timed (on ``device``).
         dedup: A candidate whose architecture (``arch_key``) an earlier trial of the study
-            already trained with the same recipe reuses that result (user attr
-            ``duplicate_of``) instead of training again. Turn off for noisy objectives.
+            already trained with the same recipe is not trained again: it is pruned with
+            user attr ``duplicate_of``, and the earlier result stands. Turn off for noisy
+            objectives.
         max_initial_failures: Stop with :class:`optnas.SearchError` when this many first
             trials of the call all fail (a broken space or data, not a bad candidate).
         show_progress_bar: Show Optuna's progress bar.
@@ -166,14 +170,8 @@ def search(
         dedup=dedup,
     )
     guard = _FailureGuard(max_initial_failures)
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        timeout=timeout,
-        catch=(Exception,),
-        callbacks=[guard],
-        show_progress_bar=show_progress_bar,
-    )
+    with _TrainingCounter(n_trials, show_progress_bar) as counter:
+        study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[guard, counter])
     guard.raise_if_tripped()
     return study
 
@@ -465,3 +463,54 @@ class _FailureGuard:
             f"The first {len(self.failed)} trials all failed, so the search stopped. "
             f"Trial {first.number} failed with {reason}"
         )
+
+
+class _TrainingCounter:
+    """Stops the study once ``n_trials`` candidates were trained (or failed trying).
+
+    Candidates over budget or already trained cost a build and a measurement, not a
+    training: they are recorded but not counted. After ``MAX_UNTRAINED_IN_A_ROW`` of them
+    in a row the space within budget looks exhausted and the search stops.
+    """
+
+    MAX_UNTRAINED_IN_A_ROW = 50
+
+    def __init__(self, n_trials: int | None, show_progress_bar: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.target = n_trials
+        self.trained = 0
+        self.untrained_in_a_row = 0
+        self.bar = tqdm(total=n_trials, unit="trained") if show_progress_bar else None
+
+    def __enter__(self) -> _TrainingCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if _untrained(trial):
+            self.untrained_in_a_row += 1
+            if self.untrained_in_a_row >= self.MAX_UNTRAINED_IN_A_ROW:
+                optuna.logging.get_logger("optnas").warning(
+                    f"Stopped after {self.untrained_in_a_row} candidates in a row that were "
+                    "over budget or already trained: the space within budget looks exhausted."
+                )
+                study.stop()
+            return
+        self.untrained_in_a_row = 0
+        self.trained += 1
+        if self.bar is not None:
+            self.bar.update()
+        if self.target is not None and self.trained >= self.target:
+            study.stop()
+
+
+def _untrained(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` was skipped before training: over budget, or a duplicate."""
+    if trial.state != optuna.trial.TrialState.PRUNED:
+        return False
+    reason = trial.user_attrs.get("pruned_reason", "")
+    return "duplicate_of" in trial.user_attrs or reason.startswith("over budget")

@@ -65,22 +65,26 @@ def test_latency_budget_skips_slow_networks():
         assert trial.constraints["latency"] > 0
 
 
-def test_duplicate_architectures_are_not_retrained():
+def test_duplicate_architectures_are_not_retrained_nor_counted():
     study = optnas.search(
         tiny_space, "digits", ("accuracy", "params"), n_trials=6, epochs=2, storage=MEMORY, seed=0
     )
-    originals = {}
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 2  # tiny_space has two architectures...
+    assert len(study.trials) == 2 + 50  # ...then 50 untrained in a row: exhausted, stop
     for trial in study.trials:
         attrs = trial.user_attrs
         if "duplicate_of" not in attrs:
-            assert attrs["train_seconds"] > 0
-            originals[attrs["arch_key"]] = trial
+            assert trial.state == STATE.COMPLETE and attrs["train_seconds"] > 0
             continue
         first = study.trials[attrs["duplicate_of"]]
         assert first.user_attrs["arch_key"] == attrs["arch_key"] and first.number < trial.number
-        assert attrs["train_seconds"] == 0 and attrs["val_curve"] == first.user_attrs["val_curve"]
-        assert trial.values == first.values
-    assert len(originals) == 2  # tiny_space has two architectures
+        assert trial.state == STATE.PRUNED and attrs["train_seconds"] == 0
+        assert attrs["pruned_reason"] == (
+            f"duplicate of trial {first.number} (validation accuracy "
+            f"{first.values[0]:.4f}); not trained again"
+        )
+    assert {t.number for t in study.best_trials} <= {t.number for t in trained}
     again = optnas.search(
         tiny_space, "digits", n_trials=3, epochs=1, storage=MEMORY, seed=0, dedup=False
     )
@@ -100,13 +104,14 @@ def test_a_duplicate_of_a_pruned_trial_is_pruned_untrained():
         storage=MEMORY,
         pruner=optuna.pruners.ThresholdPruner(lower=1.1),
     )
-    first, second = study.trials
+    first, second = study.trials[:2]
+    assert len(study.trials) == 1 + 50  # then 50 untrained in a row: the space is exhausted
     assert first.state == second.state == STATE.PRUNED
     assert "duplicate_of" not in first.user_attrs and first.user_attrs["train_seconds"] > 0
     assert second.user_attrs["train_seconds"] == 0
     assert second.user_attrs["duplicate_of"] == 0
     assert second.user_attrs["pruned_reason"] == (
-        "duplicate of trial 0, pruned after epoch 1 (not trained)"
+        "duplicate of trial 0 (pruned after epoch 1); not trained again"
     )
 
 
@@ -142,7 +147,9 @@ def test_pruner_is_obeyed_with_its_reason():
 
 def test_resuming_a_study_by_name_keeps_all_trials(in_tmp):
     for _ in range(2):
-        study = optnas.search(tiny_space, "digits", n_trials=2, epochs=1, study_name="again")
+        study = optnas.search(
+            tiny_space, "digits", n_trials=2, epochs=1, study_name="again", dedup=False
+        )
     assert len(study.trials) == 4
     assert optuna.get_all_study_names(f"sqlite:///{in_tmp}/studies/again.db") == ["again"]
 
@@ -174,6 +181,26 @@ def test_budgets_skip_training_and_set_constraints():
         assert trial.constraints["params"] == trial.user_attrs["params"] - 1000 > 0
 
 
+def test_candidates_over_budget_do_not_count_as_trials():
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        ("accuracy", "params"),
+        n_trials=2,
+        epochs=1,
+        storage=MEMORY,
+        budgets={"params": 3000},  # width 4 only (2,610 params; width 8 has 5,210)
+        sampler=optuna.samplers.RandomSampler(seed=1),
+        dedup=False,
+    )
+    trained = [t for t in study.trials if t.state == STATE.COMPLETE]
+    assert len(trained) == 2 and study.trials[-1].state == STATE.COMPLETE
+    assert all(t.params["width"] == 4 for t in trained)
+    skipped = [t for t in study.trials if t.state == STATE.PRUNED]
+    assert skipped
+    assert all(t.user_attrs["pruned_reason"].startswith("over budget") for t in skipped)
+
+
 def _flaky_space(trial, spec):
     if trial.number % 2 == 0:
         raise RuntimeError("odd width")
@@ -202,7 +229,7 @@ def _flaky_space(trial, spec):
     ],
 )
 def test_a_failing_trial_fails_alone_with_its_reason(space, reason):
-    study = optnas.search(space, "digits", n_trials=4, epochs=1, storage=MEMORY)
+    study = optnas.search(space, "digits", n_trials=4, epochs=1, storage=MEMORY, dedup=False)
     states = [t.state for t in study.trials]
     assert states == [STATE.FAIL, STATE.COMPLETE, STATE.FAIL, STATE.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"].startswith(reason)
@@ -296,7 +323,7 @@ class _Untouchable:
 def test_search_never_reads_the_test_split():
     ds = load("digits")
     guarded = Dataset(ds.name, ds.spec, ds.train, ds.val, (_Untouchable(), _Untouchable()))
-    study = optnas.search(tiny_space, guarded, n_trials=2, epochs=1, storage=MEMORY)
+    study = optnas.search(tiny_space, guarded, n_trials=2, epochs=1, storage=MEMORY, dedup=False)
     assert all(t.state == STATE.COMPLETE for t in study.trials)
 
 
