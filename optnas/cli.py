@@ -199,10 +199,14 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
 
     counts = Counter(t.state for t in study.trials)
     state = optuna.trial.TrialState
+    from optnas.search import _untrained
+
+    untrained = sum(_untrained(t) for t in study.trials)
+    skipped = f"; {untrained} not trained: over budget or duplicates" if untrained else ""
     lines = [
         f"Study {study.study_name!r}: {len(study.trials)} trials "
         f"({counts[state.COMPLETE]} complete, {counts[state.PRUNED]} pruned, "
-        f"{counts[state.FAIL]} failed)"
+        f"{counts[state.FAIL]} failed{skipped})"
     ]
     if counts[state.COMPLETE]:
         best = study.best_trials if len(study.directions) > 1 else [study.best_trial]

@@ -244,7 +244,8 @@ def create_pruner(
     elif pruner == "sha":
         resolved = optuna.pruners.SuccessiveHalvingPruner()
     elif pruner == "pareto":
-        resolved = ParetoPruner()
+        # Early epochs say little here (one-cycle warm-up, batch-norm statistics settling).
+        resolved = ParetoPruner(n_warmup_steps=max(1, epochs // 2))
     elif pruner == "pareto-halving":
         resolved = ParetoHalvingPruner()
     elif pruner == "none":

@@ -7,7 +7,9 @@ For each seed, runs in one process, alternating:
 (b) the same study, same seed and trial count, with budgets (params and FLOPs) and the
     default multi-objective pruner (``"pareto"``).
 
-Both keep the default deduplication. Reports the training time (the sum of the trials'
+Both keep the default deduplication, and both train the same number of candidates
+(``n_trials``; candidates over budget or already trained are not counted). Reports the
+training time (the sum of the trials'
 ``train_seconds``, pruned trainings included), the wall time, and the hypervolume of each
 study's feasible Pareto front, normalized the same way for both: error, and params / FLOPs
 log-scaled between the smallest and largest values any trial of either study had.
@@ -79,7 +81,7 @@ def main() -> None:
         f"{'wall s (a)':>10}  {'wall s (b)':>10}  {'HV (a)':>7}  {'HV (b)':>7}  "
         f"{'HV loss':>7}  {'pruned':>6}  {'over':>4}"
     )
-    saved, losses = [], []
+    saved, losses, over_seconds = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             plain, wall_a = run(seed, args.trials, args.epochs, Path(tmp), pruner="none")
@@ -92,7 +94,13 @@ def main() -> None:
             saved.append(1 - train_b / train_a)
             losses.append(1 - hv_b / hv_a)
             reasons = [t.user_attrs.get("pruned_reason", "") for t in lean.trials]
-            over = sum(r.startswith("over budget") for r in reasons)
+            over_trials = [
+                t for t, r in zip(lean.trials, reasons, strict=True) if r.startswith("over")
+            ]
+            over = len(over_trials)
+            over_seconds.extend(
+                (t.datetime_complete - t.datetime_start).total_seconds() for t in over_trials
+            )
             pruned = sum(r.startswith("pruned after") for r in reasons)
             print(
                 f"{seed:>4}  {train_a:>11.1f}  {train_b:>11.1f}  {saved[-1]:>6.1%}  "
@@ -104,6 +112,11 @@ def main() -> None:
         f"(min {min(saved):.1%}); mean hypervolume loss {statistics.mean(losses):.2%} "
         f"(max {max(losses):.2%})"
     )
+    if over_seconds:
+        print(
+            f"a candidate over budget took {statistics.median(over_seconds):.3f} s "
+            f"(median; max {max(over_seconds):.3f} s) from start to pruned"
+        )
 
 
 if __name__ == "__main__":
