@@ -107,6 +107,7 @@ def optnas_study(
         study_name="overhead",
         device="cpu",
         seed=0,
+        dedup=False,  # the plain loop trains every trial, repeats included
     )
 
 
