@@ -41,7 +41,9 @@ def test_search_on_cuda_records_costs_and_curves():
         device="cuda",
         storage="sqlite:///:memory:",
         seed=0,
+        dedup=False,  # tiny_space has two architectures
     )
+    assert len(study.trials) == 3
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(len(t.user_attrs["val_curve"]) == 2 for t in study.trials)
 
