@@ -28,7 +28,7 @@ import torch
 
 from optnas import cost, spaces
 from optnas.data import Dataset
-from optnas.pruners import MULTI_OBJECTIVE_PRUNERS
+from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
 from optnas.train import fit, to_device
 
 __all__ = ["Objective"]
@@ -217,9 +217,10 @@ class Objective:
             else:
                 # Optuna refuses report/should_prune with several objectives; optnas's own
                 # pruners read the curve and the costs from the trial's user attrs instead.
-                prune = isinstance(study.pruner, MULTI_OBJECTIVE_PRUNERS) and study.pruner.prune(
-                    study, _frozen(study, trial.number)
-                )
+                pruner = study.pruner
+                prune = not isinstance(
+                    pruner, (optuna.pruners.NopPruner, *SINGLE_OBJECTIVE_PRUNERS)
+                ) and pruner.prune(study, _frozen(study, trial.number))
             if prune:
                 raise optuna.TrialPruned(
                     f"pruned after epoch {epoch + 1} at validation accuracy {accuracy:.4f}"

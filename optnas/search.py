@@ -231,7 +231,7 @@ def create_pruner(
         >>> type(create_pruner("auto", epochs=10, n_objectives=2)).__name__
         'ParetoPruner'
     """
-    from optnas.pruners import MULTI_OBJECTIVE_PRUNERS, ParetoHalvingPruner, ParetoPruner
+    from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS, ParetoHalvingPruner, ParetoPruner
 
     if pruner == "auto":
         pruner = "median" if n_objectives == 1 else "pareto"
@@ -252,7 +252,7 @@ def create_pruner(
         resolved = optuna.pruners.NopPruner()
     else:
         raise ValueError(f"Unknown pruner {pruner!r}; valid names: {', '.join(PRUNERS)}.")
-    if n_objectives > 1 and not isinstance(resolved, MULTI_OBJECTIVE_PRUNERS):
+    if n_objectives > 1 and isinstance(resolved, SINGLE_OBJECTIVE_PRUNERS):
         raise ValueError(
             f"The pruner {type(resolved).__name__} works with one objective only, but this "
             f"study has {n_objectives}; use 'pareto', 'pareto-halving' or 'none'."

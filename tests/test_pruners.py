@@ -122,3 +122,24 @@ def test_optunas_single_objective_pruners_are_refused_for_several_objectives():
         storage="sqlite:///:memory:",
     )
     assert type(study.pruner).__name__ == "ParetoPruner"
+
+
+class _StopAfterFirstEpoch(optuna.pruners.BasePruner):
+    """A user's own pruner: it reads the curve optnas keeps in the trial's user attrs."""
+
+    def prune(self, study, trial):
+        return len(trial.user_attrs.get("val_curve", [])) >= 1
+
+
+def test_a_users_own_pruner_is_asked_in_multi_objective_studies():
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        ("accuracy", "params"),
+        n_trials=1,
+        epochs=3,
+        storage="sqlite:///:memory:",
+        pruner=_StopAfterFirstEpoch(),
+    )
+    assert study.trials[0].state == STATE.PRUNED
+    assert study.trials[0].user_attrs["pruned_reason"].startswith("pruned after epoch 1 ")

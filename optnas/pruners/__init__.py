@@ -9,7 +9,16 @@ import optuna
 
 from optnas.pruners._pareto import ParetoHalvingPruner, ParetoPruner
 
-__all__ = ["MULTI_OBJECTIVE_PRUNERS", "ParetoHalvingPruner", "ParetoPruner"]
+__all__ = ["SINGLE_OBJECTIVE_PRUNERS", "ParetoHalvingPruner", "ParetoPruner"]
 
-MULTI_OBJECTIVE_PRUNERS = (ParetoPruner, ParetoHalvingPruner, optuna.pruners.NopPruner)
-"""Pruners that work in studies with several objectives."""
+SINGLE_OBJECTIVE_PRUNERS = (
+    optuna.pruners.MedianPruner,  # a PercentilePruner
+    optuna.pruners.PercentilePruner,
+    optuna.pruners.SuccessiveHalvingPruner,
+    optuna.pruners.HyperbandPruner,
+    optuna.pruners.ThresholdPruner,
+    optuna.pruners.PatientPruner,
+    optuna.pruners.WilcoxonPruner,
+)
+"""Optuna's pruners, which judge one objective's intermediate values; any other pruner is
+asked ``prune(study, trial)`` after every epoch in studies with several objectives too."""
