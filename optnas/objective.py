@@ -117,10 +117,7 @@ class Objective:
                 )
             finally:  # pruned and failed trainings took time too
                 trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
-        return self._values(result.accuracy, costs)
-
-    def _values(self, accuracy: float, costs: Mapping[str, float]) -> float | tuple[float, ...]:
-        values = {"accuracy": accuracy, **costs}
+        values = {"accuracy": result.accuracy, **costs}
         out = tuple(float(values[name]) for name in self.objectives)
         return out if len(out) > 1 else out[0]
 

@@ -511,7 +511,7 @@ class _TrainingCounter:
 
 def _untrained(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether ``trial`` was skipped before training: over budget, or a duplicate."""
-    if trial.state != optuna.trial.TrialState.PRUNED:
-        return False
-    reason = trial.user_attrs.get("pruned_reason", "")
-    return "duplicate_of" in trial.user_attrs or reason.startswith("over budget")
+    # The objective records train_seconds as soon as a training starts (0 for a duplicate).
+    return trial.state == optuna.trial.TrialState.PRUNED and not trial.user_attrs.get(
+        "train_seconds"
+    )
