@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ValueError, TypeError, SearchError, StorageError) as error:
+    except (ValueError, TypeError, FileNotFoundError, SearchError, StorageError) as error:
         print(f"optnas {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -58,7 +58,23 @@ def _parser() -> argparse.ArgumentParser:
         help="convnet, nb201, mlp or auto (default: auto: convnet for images, mlp for tables)",
     )
     search.add_argument(
-        "--data", default="digits", help="digits, wine, breast_cancer (default: digits)"
+        "--data",
+        default="digits",
+        help="digits, wine, breast_cancer (embedded); mnist, fashion_mnist, cifar10, cifar100 "
+        "(torchvision, from --data-dir); or a folder of class subfolders (default: digits)",
+    )
+    search.add_argument(
+        "--data-dir",
+        default="data",
+        help="folder holding torchvision's datasets (default: ./data)",
+    )
+    search.add_argument(
+        "--download",
+        action="store_true",
+        help="download a torchvision dataset missing from --data-dir (needs network access)",
+    )
+    search.add_argument(
+        "--image-size", type=_positive_int, help="resize the images of a folder to this side"
     )
     search.add_argument(
         "--objectives",
@@ -107,7 +123,38 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="train every candidate, even an architecture the study already trained",
     )
-    search.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    search.add_argument(
+        "--batch-size", type=_positive_int, default=128, help="training batch size (default: 128)"
+    )
+    search.add_argument(
+        "--lr", type=_positive_float, default=1e-2, help="peak learning rate (default: 0.01)"
+    )
+    search.add_argument(
+        "--optimizer", default="adamw", help="adamw, sgd (one-cycle schedule; default: adamw)"
+    )
+    search.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)"
+    )
+    search.add_argument(
+        "--augment",
+        default="auto",
+        help="none, crop, flip, crop+flip, batched on the device (default: auto: the "
+        "dataset's own, e.g. crop+flip for CIFAR)",
+    )
+    search.add_argument(
+        "--devices",
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda (every GPU), cuda:N, or a comma-separated list "
+        "(default: auto: every GPU, else the CPU)",
+    )
+    search.add_argument(
+        "--trials-per-device",
+        type=_auto_or_positive_int,
+        default="auto",
+        help="child trainings at once per device, each in a worker process (default: auto: "
+        "1 on CPU; on GPUs one per CPU core, at most 8; 1 when timing latency)",
+    )
     search.add_argument("--seed", type=int, help="seed of the sampler and the children")
     _add_study_arguments(search)
 
@@ -138,15 +185,24 @@ def _search(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         timeout=args.timeout,
         epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
         sampler=args.sampler,
         pruner=args.pruner,
         storage=args.storage,
         study_name=args.study_name,
-        device=args.device,
+        devices=args.devices,
+        trials_per_device=args.trials_per_device,
         seed=args.seed,
         budgets=dict(args.budget),
         latency_batch_size=args.latency_batch_size,
         dedup=args.dedup,
+        data_dir=args.data_dir,
+        download=args.download,
+        image_size=args.image_size,
         show_progress_bar=True,
     )
     print(summary(study, _storage_url(args.storage, study.study_name)))
@@ -274,6 +330,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _auto_or_positive_int(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _positive_float(text: str) -> float:

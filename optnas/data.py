@@ -2,25 +2,54 @@
 
 A :class:`Dataset` holds three fixed, stratified, seeded splits as tensors, standardized
 with statistics of the training split alone. The search trains on ``train`` and selects on
-``val``; nothing in a search reads ``test``.
+``val``; nothing in a search reads ``test``. Sets with an official test split (MNIST,
+CIFAR) keep it as ``test`` and draw ``val`` from their official training split.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DATASETS", "DataSpec", "Dataset", "load"]
+__all__ = ["AUGMENTS", "DATASETS", "AugmentName", "DataSpec", "Dataset", "load"]
 
-DATASETS = ("digits", "wine", "breast_cancer")
-"""Names :func:`load` accepts; each is embedded in scikit-learn (no download): 8x8 digit
-images (1,797, 10 classes), and two tabular sets, wine (178 samples, 13 features,
-3 classes) and breast cancer (569 samples, 30 features, 2 classes)."""
+AugmentName = Literal["none", "crop", "flip", "crop+flip"]
+AUGMENTS: tuple[AugmentName, ...] = ("none", "crop", "flip", "crop+flip")
+"""Training augmentations a :class:`Dataset` may ask for: random crop with padding and/or
+random horizontal flip."""
+
+DATASETS = (
+    "digits",
+    "wine",
+    "breast_cancer",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+)
+"""Names :func:`load` accepts. Embedded in scikit-learn (no download): ``digits``, 8x8
+digit images (1,797, 10 classes); ``wine`` (178 samples, 13 features, 3 classes) and
+``breast_cancer`` (569 samples, 30 features, 2 classes). Read by torchvision from
+``data_dir`` (fetched there with ``download=True``): ``mnist`` and ``fashion_mnist``,
+28x28 grayscale digits and clothes (60,000 training + 10,000 test images, 10 classes);
+``cifar10`` and ``cifar100``, 32x32 colour photos (50,000 training + 10,000 test images,
+10 and 100 classes)."""
+
+# torchvision class, the folder under data_dir it reads, default augmentation. Digits are
+# not mirror-symmetric, so MNIST is only cropped.
+_TORCHVISION: dict[str, tuple[str, str, AugmentName]] = {
+    "mnist": ("MNIST", "MNIST/raw", "crop"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "crop+flip"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "crop+flip"),
+    "cifar100": ("CIFAR100", "cifar-100-python", "crop+flip"),
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,16 @@ class Dataset:
         train: Training split, the only one a child trains on.
         val: Validation split, the only one a search selects on.
         test: Test split, for reporting a final architecture; never read by a search.
+        augment: The augmentation a search applies by default: random crop with padding
+            and/or horizontal flip, batched on the device; one of :data:`AUGMENTS`.
+
+    Example:
+        >>> import torch
+        >>> from optnas.data import DataSpec, Dataset
+        >>> split = (torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
+        >>> ds = Dataset("toy", DataSpec((1, 8, 8), 2), split, split, split, augment="flip")
+        >>> ds.augment
+        'flip'
     """
 
     name: str
@@ -58,29 +97,65 @@ class Dataset:
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
+    augment: AugmentName = "none"
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ValueError(
+                f"Unknown augment {self.augment!r}; valid names: {', '.join(AUGMENTS)}."
+            )
+        if self.augment != "none" and not self.spec.is_image:
+            raise ValueError(
+                f"augment={self.augment!r} needs images (C, H, W), but samples have shape "
+                f"{self.spec.input_shape}; use augment='none'."
+            )
 
 
 def load(
-    data: str | tuple[Any, Any] | Dataset,
+    data: str | os.PathLike[str] | tuple[Any, Any] | Dataset,
     *,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     split_seed: int = 0,
+    data_dir: str | os.PathLike[str] = "data",
+    download: bool = False,
+    image_size: int | None = None,
 ) -> Dataset:
-    """Load a dataset by name, or split user arrays, into a :class:`Dataset`.
+    """Load a dataset by name, read an image folder, or split user arrays, into a
+    :class:`Dataset`.
 
     Args:
-        data: A name in :data:`DATASETS` (embedded in scikit-learn), an ``(X, y)`` pair of
-            arrays or tensors, or a ready :class:`Dataset` (returned as is). ``X`` is
-            ``(N, F)`` for features, ``(N, H, W)`` or ``(N, C, H, W)`` for images; ``y``
-            holds ``N`` class labels of any hashable kind.
-        val_fraction: Share of the samples in the validation split.
-        test_fraction: Share of the samples in the test split.
+        data: A name in :data:`DATASETS`; the path of an image folder (a
+            :class:`~pathlib.Path`, or a string naming an existing directory that is not a
+            dataset name) with one subfolder of images per class, as torchvision's
+            ``ImageFolder`` reads it; an ``(X, y)`` pair of arrays or tensors; or a ready
+            :class:`Dataset` (returned as is). ``X`` is ``(N, F)`` for features,
+            ``(N, H, W)`` or ``(N, C, H, W)`` for images; ``y`` holds ``N`` class labels of
+            any hashable kind.
+        val_fraction: Share of the samples in the validation split; for sets with an
+            official test split, share of their official training split.
+        test_fraction: Share of the samples in the test split; not used by sets with an
+            official test split (MNIST, Fashion-MNIST, CIFAR), which is their test split.
         split_seed: Seed of the stratified split; the default keeps splits identical
             across searches so that their results compare.
+        data_dir: Folder torchvision reads MNIST, Fashion-MNIST and CIFAR from.
+        download: Whether torchvision may download those sets into ``data_dir`` when they
+            are missing there (needs network access).
+        image_size: For an image folder, the side every image is resized (stretched) to;
+            needed when its images differ in size.
 
     Returns:
-        The splits as float32 inputs and int64 labels on the CPU.
+        The splits as float32 inputs and int64 labels on the CPU, images as
+        ``(N, C, H, W)`` (an image folder's in RGB), with the default augmentation set:
+        ``"crop+flip"`` for CIFAR, Fashion-MNIST and image folders, ``"crop"`` for MNIST,
+        ``"none"`` else.
+
+    Raises:
+        FileNotFoundError: A torchvision set is missing from ``data_dir`` and ``download``
+            is off, or an image folder does not exist or holds no images.
+        OSError: A download failed, for instance without network access.
+        ValueError: An unknown name, bad fractions or arrays, or images of differing sizes
+            without ``image_size``.
 
     Example:
         >>> from optnas.data import load
@@ -89,19 +164,48 @@ def load(
         DataSpec(input_shape=(1, 8, 8), num_classes=10)
         >>> len(ds.train[0]), len(ds.val[0]), len(ds.test[0])
         (1077, 360, 360)
+        >>> ds.augment
+        'none'
     """
     if isinstance(data, Dataset):
         return data
+    folder = _as_folder(data)
+    if image_size is not None:
+        _check_image_size(image_size, data, folder)
+    if folder is not None:
+        name, x, y = _read_folder(folder, image_size)
+        return _split(name, x, y, val_fraction, test_fraction, split_seed, "crop+flip")
+    if isinstance(data, str) and data in _TORCHVISION:
+        return _official(data, Path(data_dir), download, val_fraction, split_seed)
     if isinstance(data, str):
         name, x, y = _named(data)
     elif isinstance(data, tuple) and len(data) == 2:
         name, (x, y) = "arrays", data
     else:
         raise TypeError(
-            "data must be a dataset name, an (X, y) pair or an optnas.data.Dataset, "
-            f"but got {type(data).__name__}."
+            "data must be a dataset name, an image folder path, an (X, y) pair or an "
+            f"optnas.data.Dataset, but got {type(data).__name__}."
         )
     return _split(name, *_as_arrays(x, y), val_fraction, test_fraction, split_seed)
+
+
+def _as_folder(data: Any) -> Path | None:
+    # Names win over a same-named directory; pass a Path (or "./name") to read the folder.
+    if isinstance(data, os.PathLike):
+        return Path(data)
+    if isinstance(data, str) and data not in DATASETS and os.path.isdir(data):
+        return Path(data)
+    return None
+
+
+def _check_image_size(image_size: Any, data: Any, folder: Path | None) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, but got {image_size!r}.")
+    if folder is None:
+        raise ValueError(
+            "image_size resizes the images of an image folder; "
+            f"it does not apply to data={data!r}."
+        )
 
 
 def _named(name: str) -> tuple[str, np.ndarray, np.ndarray]:
@@ -113,7 +217,101 @@ def _named(name: str) -> tuple[str, np.ndarray, np.ndarray]:
     if name in ("wine", "breast_cancer"):
         table = getattr(datasets, f"load_{name}")()
         return name, table.data, table.target
-    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+    raise ValueError(
+        f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}; "
+        "or the path of an existing directory with one subfolder of images per class."
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# torchvision sets: official test split, validation drawn from the official training split
+
+
+def _official(name: str, root: Path, download: bool, val_fraction: float, seed: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    _check_fraction("val_fraction", val_fraction)
+    (train_x, train_y), test, num_classes = _torchvision_splits(name, root, download)
+    train, val = train_test_split(
+        np.arange(len(train_y)), test_size=val_fraction, stratify=train_y, random_state=seed
+    )
+    splits = [(train_x[train], train_y[train]), (train_x[val], train_y[val]), test]
+    return _dataset(name, splits, num_classes, _TORCHVISION[name][2])
+
+
+def _torchvision_splits(
+    name: str, root: Path, download: bool
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
+    import torchvision.datasets
+
+    class_name, folder, _ = _TORCHVISION[name]
+    reader = getattr(torchvision.datasets, class_name)
+    try:
+        train, test = (reader(root=root, train=flag, download=download) for flag in (True, False))
+    except (RuntimeError, OSError) as err:
+        if download:
+            raise OSError(
+                f"Could not download {name!r} into {root.resolve()}; downloading needs "
+                "network access. Without it, point data_dir / --data-dir at a folder that "
+                f"holds {name!r} already. torchvision said: {err}"
+            ) from err
+        raise FileNotFoundError(
+            f"Dataset {name!r} is not in {root.resolve()}: torchvision found no complete, "
+            f"intact copy under {(root / folder).resolve()}. Pass download=True / "
+            "--download (needs network access) or point data_dir / --data-dir at a folder "
+            "that holds it."
+        ) from err
+    # Read the whole arrays at once; the per-sample __getitem__ goes through PIL.
+    arrays = [(_nchw(ds.data), np.asarray(ds.targets, dtype=np.int64)) for ds in (train, test)]
+    return arrays[0], arrays[1], len(train.classes)
+
+
+def _nchw(images: Any) -> np.ndarray:
+    # MNIST holds a uint8 tensor (N, H, W), CIFAR a uint8 array (N, H, W, C).
+    images = np.asarray(images)
+    return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------
+# Image folders: one subfolder of images per class
+
+
+def _read_folder(root: Path, image_size: int | None) -> tuple[str, np.ndarray, np.ndarray]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"No image folder at {root.resolve()}; expected a directory with one subfolder "
+            "of images per class."
+        )
+    # torchvision's rules for class folders and image extensions, without its loader.
+    samples = ImageFolder(root).samples
+    images = []
+    for path, _ in samples:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+        if image_size is not None:
+            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        images.append(np.asarray(rgb))
+    for (path, _), image in zip(samples, images, strict=True):
+        if image.shape != images[0].shape:
+            raise ValueError(
+                f"Images in {root} differ in size: {samples[0][0]} is {_size(images[0])}, "
+                f"{path} is {_size(image)}; pass image_size (--image-size) to resize them "
+                "all to one square size."
+            )
+    x = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
+    y = np.array([label for _, label in samples])
+    return root.resolve().name, x, y
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]} (width x height)"
+
+
+# ---------------------------------------------------------------------------------------
+# User arrays and the shared split
 
 
 def _as_arrays(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +333,11 @@ def _as_arrays(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _check_fraction(key: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{key} must be between 0 and 1 exclusive, but got {value}.")
+
+
 def _split(
     name: str,
     x: np.ndarray,
@@ -142,13 +345,12 @@ def _split(
     val_fraction: float,
     test_fraction: float,
     seed: int,
+    augment: AugmentName = "none",
 ) -> Dataset:
-    import torch
     from sklearn.model_selection import train_test_split
 
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"{key} must be between 0 and 1 exclusive, but got {value}.")
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(
             "val_fraction + test_fraction must leave samples to train on, "
@@ -170,14 +372,41 @@ def _split(
         stratify=labels[rest],
         random_state=seed,
     )
+    splits = [(x[i], labels[i]) for i in (train, val, test)]
+    return _dataset(name, splits, len(classes), augment)
+
+
+def _dataset(
+    name: str,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    augment: AugmentName,
+) -> Dataset:
+    """Build a :class:`Dataset` from fresh ``(inputs, labels)`` arrays for train, val and
+    test; standardizes the inputs in place, so they must not be views of the caller's data.
+    """
+    import torch
+
+    xs = [_float32(x) for x, _ in splits]
     # Standardize with training statistics only: per channel for images, per feature else.
-    axes = (0, 2, 3) if x.ndim == 4 else (0,)
-    mean = x[train].mean(axis=axes, keepdims=True)
-    std = x[train].std(axis=axes, keepdims=True) + 1e-6
-    x = (x - mean) / std
+    # torch accumulates CPU float reductions in double, where numpy's float32 sums drift.
+    dims = (0, 2, 3) if xs[0].dim() == 4 else (0,)
+    std, mean = torch.std_mean(xs[0], dim=dims, keepdim=True, correction=0)
+    std += 1e-6
+    for x in xs:
+        x.sub_(mean).div_(std)
+    pairs = [
+        (x, torch.from_numpy(y.astype(np.int64))) for x, (_, y) in zip(xs, splits, strict=True)
+    ]
+    spec = DataSpec(input_shape=tuple(xs[0].shape[1:]), num_classes=num_classes)
+    return Dataset(name, spec, *pairs, augment=augment)
 
-    def pair(i: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(x[i].copy()), torch.from_numpy(labels[i].astype(np.int64))
 
-    spec = DataSpec(input_shape=tuple(x.shape[1:]), num_classes=len(classes))
-    return Dataset(name=name, spec=spec, train=pair(train), val=pair(val), test=pair(test))
+def _float32(x: np.ndarray) -> torch.Tensor:
+    import torch
+
+    source = torch.from_numpy(x)
+    if source.dtype == torch.float32 and source.is_contiguous():
+        return source
+    # torch converts and lays out (CIFAR is NHWC underneath) in one pass, and faster.
+    return torch.empty(source.shape).copy_(source)

@@ -19,6 +19,7 @@ Everything a trial learns goes into Optuna's storage as user attrs:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,10 +27,10 @@ from typing import Any
 import optuna
 import torch
 
-from optnas import cost, spaces
+from optnas import spaces
 from optnas.data import Dataset
+from optnas.pool import LocalRunner, Runner, Slot
 from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
-from optnas.train import fit, to_device
 
 __all__ = ["Objective"]
 
@@ -43,7 +44,10 @@ class Objective:
         objectives: Names among accuracy, params, flops, macs, latency, in the order of
             the values.
         epochs: Epochs per child training.
-        device: Where children train.
+        device: Where children train, when no ``runner`` is given.
+        runner: Where children measure and train: a :class:`optnas.pool.DevicePool` to
+            run several trials at once (``study.optimize(n_jobs=runner.size)``); by
+            default one slot on ``device`` in this process.
         budgets: Largest allowed cost per name in ``optnas.cost.METRICS`` or ``latency``.
         seed: Base seed; trial ``n`` initializes and shuffles with a seed derived from it.
         train_kwargs: Further keyword arguments of :func:`optnas.train.fit`.
@@ -59,7 +63,8 @@ class Objective:
         objectives: Sequence[str],
         *,
         epochs: int,
-        device: torch.device,
+        device: torch.device | None = None,
+        runner: Runner | None = None,
         budgets: Mapping[str, float] | None = None,
         seed: int | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
@@ -70,7 +75,6 @@ class Objective:
         self.spec = data.spec
         self.objectives = tuple(objectives)
         self.epochs = epochs
-        self.device = device
         self.budgets = dict(budgets or {})
         self.seed = seed
         self.train_kwargs = dict(train_kwargs or {})
@@ -78,9 +82,8 @@ class Objective:
         self.dedup = dedup
         # What makes two trainings of one architecture interchangeable.
         self.training = {"epochs": epochs, **self.train_kwargs}
-        # Moved once: every child reads the same device-resident tensors.
-        self.train = to_device(data.train, device)
-        self.val = to_device(data.val, device)
+        # The splits are moved to the device once: every child reads the same tensors.
+        self.runner = runner or LocalRunner(device or torch.device("cpu"), data.train, data.val)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
@@ -94,25 +97,20 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         seed = self._trial_seed(trial.number)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            model = self._build(trial)
-            costs = self._measure(trial, model)
+        with self.runner.slot() as slot:
+            model = self._build(trial, seed)
+            costs = self._measure(trial, model, slot)
+            del model  # The slot holds it now (in this process or a worker).
             self._check_budgets(trial, costs)
             trial.set_user_attr("training", self.training)
             if self.dedup:
                 self._skip_duplicate(trial)
             start = time.perf_counter()
             try:
-                result = fit(
-                    model,
-                    self.train,
-                    self.val,
-                    epochs=self.epochs,
-                    device=self.device,
+                result = slot.fit(
                     seed=seed,
                     on_epoch=self._reporter(trial),
+                    epochs=self.epochs,
                     **self.train_kwargs,
                 )
             finally:  # pruned and failed trainings took time too
@@ -163,27 +161,30 @@ class Objective:
             return int.from_bytes(os.urandom(4), "little")
         return (self.seed * 1_000_003 + number) % 2**31
 
-    def _build(self, trial: optuna.Trial) -> torch.nn.Module:
-        model = self.space(trial, self.spec)
+    def _build(self, trial: optuna.Trial, seed: int) -> torch.nn.Module:
+        # Trials of a pool build in threads of this process: one at a time, so that the
+        # seeded global RNG initializes each network alone.
+        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.space(trial, self.spec)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(
                 f"The space must return a torch.nn.Module, but returned {type(model).__name__}."
             )
         trial.set_user_attr("arch", spaces.describe(self.space, trial.params))
         trial.set_user_attr("arch_key", spaces.key(self.space, trial.params))
-        return model.to(self.device)
+        return model
 
-    def _measure(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, float]:
-        counts, out = cost.measure_forward(model, self.spec.input_shape)
+    def _measure(
+        self, trial: optuna.Trial, model: torch.nn.Module, slot: Slot
+    ) -> dict[str, float]:
+        counts, out_shape, ms = slot.measure(model, self.spec.input_shape, self.latency_batch_size)
         expected = (1, self.spec.num_classes)
-        if tuple(out.shape) != expected:
+        if out_shape != expected:
             raise ValueError(
-                f"The network's output for one sample has shape {tuple(out.shape)}, "
+                f"The network's output for one sample has shape {out_shape}, "
                 f"but {self.spec.num_classes} classes need {expected}."
             )
-        ms = cost.latency(
-            model, self.spec.input_shape, batch_size=self.latency_batch_size, device=self.device
-        )
         costs = {**counts, "latency": round(ms, 4)}
         for key, value in costs.items():
             trial.set_user_attr(key, value)
@@ -224,6 +225,9 @@ class Objective:
                 )
 
         return on_epoch
+
+
+_BUILD_LOCK = threading.Lock()
 
 
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:

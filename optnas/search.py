@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +42,7 @@ STUDIES_DIR = Path("studies")
 
 SamplerName = Literal["tpe", "gp", "nsga2", "random"]
 PrunerName = Literal["auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none"]
+AugmentName = Literal["auto", "none", "crop", "flip", "crop+flip"]
 
 
 def search(
@@ -52,16 +55,23 @@ def search(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-2,
+    optimizer: Literal["adamw", "sgd"] = "adamw",
+    label_smoothing: float = 0.0,
+    augment: AugmentName = "auto",
     sampler: SamplerName | optuna.samplers.BaseSampler = "tpe",
     pruner: PrunerName | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
-    device: str = "auto",
+    devices: str | Sequence[str] = "auto",
+    trials_per_device: int | Literal["auto"] = "auto",
     seed: int | None = None,
     budgets: Mapping[str, float] | None = None,
     latency_batch_size: int = 1,
     dedup: bool = True,
     max_initial_failures: int = 5,
+    data_dir: str | os.PathLike[str] = "data",
+    download: bool = False,
+    image_size: int | None = None,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
@@ -86,7 +96,13 @@ def search(
         timeout: Stop starting trials after this many seconds.
         epochs: Training epochs of each child.
         batch_size: Training batch size.
-        lr: Peak learning rate (AdamW, one-cycle schedule).
+        lr: Peak learning rate of the one-cycle schedule.
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9).
+        label_smoothing: Cross-entropy label smoothing.
+        augment: Batched image augmentation on the device: ``"crop"`` (random crop after
+            padding), ``"flip"`` (horizontal), ``"crop+flip"``, ``"none"``, or ``"auto"``:
+            the dataset's default (``crop+flip`` for CIFAR, Fashion-MNIST and image folders,
+            ``crop`` for MNIST, none for digits and features).
         sampler: ``"tpe"``, ``"gp"``, ``"nsga2"``, ``"random"`` or any Optuna sampler.
         pruner: ``"auto"`` (``"median"`` with one objective, ``"pareto"`` with several),
             ``"median"``, ``"hyperband"``, ``"sha"`` (Optuna's; one objective only),
@@ -96,7 +112,15 @@ def search(
             ``studies/<study_name>.db`` under the working directory.
         study_name: The study to create or resume; by default derived from the space,
             the data and the objectives, so that the same call resumes the same study.
-        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        devices: Where children train: ``"auto"`` (every visible GPU, else the CPU),
+            ``"cpu"``, ``"cuda"`` (every visible GPU), ``"cuda:N"``, or several such names
+            (a list, or one string separated by commas).
+        trials_per_device: Child trainings at once per device, each in its own worker
+            process; ``"auto"``: 1 on CPU, and on GPUs one per CPU core per GPU, at most 8
+            (1 when latency is an objective or a budget, since trainings sharing the GPU
+            would slow the timed passes). With more than one slot in all, the trials run in
+            parallel (``study.optimize(n_jobs=...)``) and the space's classes must be
+            importable by the worker processes.
         seed: Seeds the sampler and every child's initialization and batch order.
         budgets: Largest ``params`` / ``flops`` / ``macs`` / ``latency`` a network may have;
             one over budget is recorded as infeasible (``trial.constraints``) and not
@@ -108,7 +132,10 @@ def search(
             objectives.
         max_initial_failures: Stop with :class:`optnas.SearchError` when this many first
             trials of the call all fail (a broken space or data, not a bad candidate).
-        show_progress_bar: Show Optuna's progress bar.
+        data_dir: Folder of torchvision's datasets (``"mnist"``, ``"cifar10"``, ...).
+        download: Download a torchvision dataset missing from ``data_dir``.
+        image_size: Side to which images of a folder dataset are resized.
+        show_progress_bar: Show a progress bar of the trainings.
 
     Returns:
         The :class:`optuna.Study`, with one trial per candidate.
@@ -130,6 +157,8 @@ def search(
     from optnas import spaces
     from optnas.data import load
     from optnas.objective import Objective
+    from optnas.pool import DevicePool, LocalRunner
+    from optnas.train import AUGMENTS, OPTIMIZERS
 
     objectives = [objectives] if isinstance(objectives, str) else list(objectives)
     directions = resolve_objectives(objectives)
@@ -143,11 +172,23 @@ def search(
         latency_batch_size=latency_batch_size,
         max_initial_failures=max_initial_failures,
     )
-    dataset = load(data)
+    _check_choice("augment", augment, ("auto", *AUGMENTS))
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), but got {label_smoothing!r}.")
+    device_list = resolve_devices(devices)
+    timed = "latency" in objectives or "latency" in budgets
+    slots = _slots_per_device(trials_per_device, device_list, timed=timed)
+    dataset = load(data, data_dir=data_dir, download=download, image_size=image_size)
+    if augment not in ("auto", "none") and not dataset.spec.is_image:
+        raise ValueError(
+            f"augment={augment!r} needs images, but {dataset.name!r} holds samples of shape "
+            f"{dataset.spec.input_shape}; use augment='none'."
+        )
     space_fn = spaces.get(space, dataset.spec)
-    sampler_obj = create_sampler(sampler, seed=seed)
+    parallel = len(device_list) * slots > 1
+    sampler_obj = create_sampler(sampler, seed=seed, parallel=parallel)
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
-    torch_device = resolve_device(device)
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
     study = open_study(
         name,
@@ -157,23 +198,68 @@ def search(
         sampler=sampler_obj,
         pruner=pruner_obj,
     )
+    train_kwargs = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "label_smoothing": label_smoothing,
+        "augment": dataset.augment if augment == "auto" else augment,
+    }
+    if parallel:
+        runner = DevicePool(device_list, slots, dataset.train, dataset.val)
+    else:
+        runner = LocalRunner(device_list[0], dataset.train, dataset.val)
     objective = Objective(
         space_fn,
         dataset,
         objectives,
         epochs=epochs,
-        device=torch_device,
+        runner=runner,
         budgets=budgets,
         seed=seed,
-        train_kwargs={"batch_size": batch_size, "lr": lr},
+        train_kwargs=train_kwargs,
         latency_batch_size=latency_batch_size,
         dedup=dedup,
     )
     guard = _FailureGuard(max_initial_failures)
-    with _TrainingCounter(n_trials, show_progress_bar) as counter:
-        study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[guard, counter])
+    try:
+        with _TrainingCounter(n_trials, show_progress_bar) as counter:
+            _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=runner.size)
+    finally:
+        runner.close()
     guard.raise_if_tripped()
     return study
+
+
+def _optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    counter: _TrainingCounter,
+    guard: _FailureGuard,
+    *,
+    timeout: float | None,
+    n_jobs: int,
+) -> None:
+    """``study.optimize`` in rounds until ``counter`` has its trainings.
+
+    A round of ``n`` parallel trials stops starting new ones once the trainings done and
+    the ``n - 1`` possibly under way reach the target, so it never trains more than asked;
+    when some of those turn out untrained (duplicates, over budget), another round makes up
+    the difference.
+    """
+    start = time.monotonic()
+    while not (guard.tripped or counter.exhausted):
+        remaining = counter.remaining()
+        left = None if timeout is None else timeout - (time.monotonic() - start)
+        if remaining == 0 or (left is not None and left <= 0):
+            return
+        jobs = n_jobs if remaining is None else min(n_jobs, remaining)
+        counter.in_flight = jobs - 1
+        study.optimize(
+            objective, timeout=left, n_jobs=jobs, catch=(Exception,), callbacks=[guard, counter]
+        )
+        if remaining is None:
+            return
 
 
 def resolve_objectives(objectives: Sequence[str]) -> list[str]:
@@ -196,9 +282,15 @@ def resolve_objectives(objectives: Sequence[str]) -> list[str]:
 
 
 def create_sampler(
-    sampler: str | optuna.samplers.BaseSampler, *, seed: int | None = None
+    sampler: str | optuna.samplers.BaseSampler,
+    *,
+    seed: int | None = None,
+    parallel: bool = False,
 ) -> optuna.samplers.BaseSampler:
     """An Optuna sampler for a name in :data:`SAMPLERS`, or ``sampler`` itself.
+
+    With ``parallel``, TPE treats running trials as bad ("constant liar"), so that trials
+    started together do not all propose the same architecture.
 
     Example:
         >>> type(create_sampler("tpe", seed=0)).__name__
@@ -207,7 +299,7 @@ def create_sampler(
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
     if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
     if sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if sampler == "nsga2":
@@ -260,29 +352,70 @@ def create_pruner(
     return resolved
 
 
-def resolve_device(device: str) -> Any:
-    """A ``torch.device`` for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+def resolve_devices(devices: str | Sequence[str]) -> list[Any]:
+    """``torch.device``s for ``"auto"``, ``"cpu"``, ``"cuda"`` (every visible GPU),
+    ``"cuda:N"``, or several names (a list or a comma-separated string).
 
     Example:
-        >>> resolve_device("cpu")
-        device(type='cpu')
+        >>> resolve_devices("cpu")
+        [device(type='cpu')]
     """
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    resolved = torch.device(device)
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was asked for, but CUDA is not available.")
-        if (resolved.index or 0) >= torch.cuda.device_count():
+    names = devices.split(",") if isinstance(devices, str) else list(devices)
+    names = [str(n).strip() for n in names]
+    if not names or not all(names):
+        raise ValueError(f"No device named in devices={devices!r}.")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    resolved: list[Any] = []
+    for name in names:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
             raise ValueError(
-                f"device={device!r} was asked for, but only "
-                f"{torch.cuda.device_count()} CUDA device(s) are visible."
+                f"Unknown device {name!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or a list of them."
             )
+        if name == "auto":
+            name = "cuda" if visible else "cpu"
+        if name.startswith("cuda") and not visible:
+            raise ValueError(f"Device {name!r} was asked for, but CUDA is not available.")
+        if name == "cuda":
+            resolved += [torch.device("cuda", i) for i in range(visible)]
+        elif name == "cpu":
+            resolved.append(torch.device("cpu"))
+        elif int(name[5:]) >= visible:
+            raise ValueError(
+                f"Device {name!r} was asked for, but only {visible} CUDA device(s) are visible."
+            )
+        else:
+            resolved.append(torch.device(name))
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"Each device may appear once, but got {[str(d) for d in resolved]}.")
     return resolved
+
+
+def _slots_per_device(trials_per_device: int | str, devices: Sequence[Any], *, timed: bool) -> int:
+    from optnas.pool import default_trials_per_device
+
+    if trials_per_device == "auto":
+        return 1 if timed else default_trials_per_device(devices)
+    if isinstance(trials_per_device, bool) or not isinstance(trials_per_device, int):
+        raise ValueError(
+            f"trials_per_device must be a positive integer or 'auto', but got "
+            f"{trials_per_device!r}."
+        )
+    if trials_per_device < 1:
+        raise ValueError(f"trials_per_device must be positive, but got {trials_per_device}.")
+    if timed and trials_per_device > 1 and any(d.type == "cuda" for d in devices):
+        warnings.warn(
+            f"Latency is timed while {trials_per_device} trainings share each GPU, so it "
+            "includes their load; use trials_per_device=1 for clean latencies.",
+            stacklevel=3,
+        )
+    return trials_per_device
+
+
+def _check_choice(name: str, value: object, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"Unknown {name} {value!r}; valid names: {', '.join(valid)}.")
 
 
 def default_storage(study_name: str) -> str:
@@ -344,6 +477,9 @@ def open_study(
 
 
 def _open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+    if url == "sqlite:///:memory:":
+        # SQLite gives each thread its own in-memory database; parallel trials need one.
+        return optuna.storages.InMemoryStorage()
     if "://" not in url:
         url = f"sqlite:///{url}"
     sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
@@ -354,24 +490,34 @@ def _open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
     except Exception as error:  # SQLAlchemy and driver errors have no common base here.
         raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
     if sqlite_file:
-        _use_wal(storage)
+        _configure_sqlite(storage)
     return storage
 
 
-def _use_wal(storage: optuna.storages.RDBStorage) -> None:
-    """Write-ahead logging: readers (optuna-dashboard) never block the search, and a commit
-    costs about half as much. With synchronous=NORMAL a commit survives a crash of the
-    process, though not a power cut."""
+def _configure_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """Write-ahead logging, and transactions that take the write lock when they begin.
+
+    With WAL, readers (optuna-dashboard) never block the search, and a commit costs about
+    half as much; with synchronous=NORMAL a commit survives a crash of the process, though
+    not a power cut. Python's sqlite3 would start a transaction only at the first write, so
+    two parallel trials could both read a waiting (enqueued) trial as free and both run it;
+    ``BEGIN IMMEDIATE`` makes Optuna's read-then-claim one step.
+    """
     from sqlalchemy import event
 
     def on_connect(connection: Any, _record: Any) -> None:
+        connection.isolation_level = None  # SQLAlchemy's "begin" event starts transactions.
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # Connections opened before the listener reopen with it.
+    event.listen(storage.engine, "begin", on_begin)
+    storage.engine.dispose()  # Connections opened before the listeners reopen with them.
 
 
 def _check_sqlite_file(path: Path, *, create: bool) -> None:
@@ -444,21 +590,27 @@ class _FailureGuard:
         self.limit = limit
         self.failed: list[optuna.trial.FrozenTrial] = []
         self.any_ok = False
+        self._lock = threading.Lock()
+
+    @property
+    def tripped(self) -> bool:
+        return not self.any_ok and len(self.failed) >= self.limit
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if self.any_ok:
-            return
-        if trial.state != optuna.trial.TrialState.FAIL:
-            self.any_ok = True
-            return
-        self.failed.append(trial)
-        if len(self.failed) >= self.limit:
-            study.stop()
+        with self._lock:
+            if self.any_ok:
+                return
+            if trial.state != optuna.trial.TrialState.FAIL:
+                self.any_ok = True
+                return
+            self.failed.append(trial)
+            if self.tripped:
+                study.stop()
 
     def raise_if_tripped(self) -> None:
-        if self.any_ok or len(self.failed) < self.limit:
+        if not self.tripped:
             return
-        first = self.failed[0]
+        first = min(self.failed, key=lambda t: t.number)
         reason = first.user_attrs.get("fail_reason", "no reason recorded")
         raise SearchError(
             f"The first {len(self.failed)} trials all failed, so the search stopped. "
@@ -471,7 +623,9 @@ class _TrainingCounter:
 
     Candidates over budget or already trained cost a build and a measurement, not a
     training: they are recorded but not counted. After ``MAX_UNTRAINED_IN_A_ROW`` of them
-    in a row the space within budget looks exhausted and the search stops.
+    in a row the space within budget looks exhausted and the search stops. With trials
+    running in parallel, ``in_flight`` trials may still be training when one finishes: the
+    study stops starting trials once those could complete the target.
     """
 
     MAX_UNTRAINED_IN_A_ROW = 50
@@ -481,8 +635,11 @@ class _TrainingCounter:
 
         self.target = n_trials
         self.trained = 0
+        self.in_flight = 0
         self.untrained_in_a_row = 0
+        self.exhausted = False
         self.bar = tqdm(total=n_trials, unit="trained") if show_progress_bar else None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _TrainingCounter:
         return self
@@ -491,22 +648,29 @@ class _TrainingCounter:
         if self.bar is not None:
             self.bar.close()
 
+    def remaining(self) -> int | None:
+        """Trainings still to run, or None without a target."""
+        return None if self.target is None else max(self.target - self.trained, 0)
+
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _untrained(trial):
-            self.untrained_in_a_row += 1
-            if self.untrained_in_a_row >= self.MAX_UNTRAINED_IN_A_ROW:
-                optuna.logging.get_logger("optnas").warning(
-                    f"Stopped after {self.untrained_in_a_row} candidates in a row that were "
-                    "over budget or already trained: the space within budget looks exhausted."
-                )
+        with self._lock:
+            if _untrained(trial):
+                self.untrained_in_a_row += 1
+                if self.untrained_in_a_row >= self.MAX_UNTRAINED_IN_A_ROW:
+                    optuna.logging.get_logger("optnas").warning(
+                        f"Stopped after {self.untrained_in_a_row} candidates in a row that "
+                        "were over budget or already trained: the space within budget looks "
+                        "exhausted."
+                    )
+                    self.exhausted = True
+                    study.stop()
+            else:
+                self.untrained_in_a_row = 0
+                self.trained += 1
+                if self.bar is not None:
+                    self.bar.update()
+            if self.target is not None and self.trained + self.in_flight >= self.target:
                 study.stop()
-            return
-        self.untrained_in_a_row = 0
-        self.trained += 1
-        if self.bar is not None:
-            self.bar.update()
-        if self.target is not None and self.trained >= self.target:
-            study.stop()
 
 
 def _untrained(trial: optuna.trial.FrozenTrial) -> bool:

@@ -1,24 +1,41 @@
-"""The child trainer: data on the training device, mini-batches by index, no data loader.
+"""The child trainer: data on the training device, augmentation in batches, no data loader.
 
-Inputs and labels are moved to the device once; an epoch is a random permutation of
-indices sliced into batches, so no per-sample Python runs in the loop. On CUDA the model
-runs in bf16 autocast and channels_last.
+Inputs and labels are moved to the device once (on CUDA, inputs in bf16: half the memory and
+half the bytes per gathered batch); an epoch is a random permutation of indices sliced into
+batches, and random crops and flips are one batched gather on the device, so no per-sample
+Python runs in the loop. On CUDA the model runs in bf16 autocast and channels_last, with
+cuDNN autotuning and fused optimizer steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DivergedError", "TrainResult", "evaluate", "fit", "to_device"]
+from optnas.data import AUGMENTS, AugmentName
+
+__all__ = [
+    "AUGMENTS",
+    "OPTIMIZERS",
+    "DivergedError",
+    "TrainResult",
+    "augment_batch",
+    "evaluate",
+    "fit",
+    "to_device",
+]
 
 Split = tuple[torch.Tensor, torch.Tensor]
+OPTIMIZERS = ("adamw", "sgd")
+"""AdamW, or SGD with Nesterov momentum 0.9; both under a one-cycle schedule."""
 
 
 class DivergedError(RuntimeError):
@@ -33,11 +50,13 @@ class TrainResult:
         accuracy: Validation accuracy after the last epoch trained.
         curve: Validation accuracy after each epoch.
         seconds: Wall time of the training, evaluations included.
+        images: Training samples processed (epochs x training samples, augmented or not).
     """
 
     accuracy: float
     curve: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    images: int = 0
 
 
 def fit(
@@ -48,13 +67,16 @@ def fit(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-2,
+    optimizer: Literal["adamw", "sgd"] = "adamw",
     weight_decay: float = 1e-4,
     label_smoothing: float = 0.0,
+    augment: AugmentName = "none",
+    compile: bool = False,
     device: str | torch.device = "cpu",
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` with AdamW and a one-cycle schedule; evaluate after every epoch.
+    """Train ``model`` under a one-cycle schedule; evaluate after every epoch.
 
     Args:
         model: The network; moved to ``device``.
@@ -63,60 +85,72 @@ def fit(
         epochs: Passes over ``train``.
         batch_size: Samples per step.
         lr: Peak learning rate of the one-cycle schedule.
-        weight_decay: AdamW's decoupled weight decay.
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9).
+        weight_decay: Weight decay (decoupled for AdamW).
         label_smoothing: Cross-entropy label smoothing.
+        augment: For images: ``"crop"`` (random crop after zero-padding by an eighth of
+            the side), ``"flip"`` (random horizontal flip), ``"crop+flip"`` or ``"none"``.
+        compile: Train a ``torch.compile``-d model. It compiles per architecture, which
+            costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
+            so it is off by default.
         device: Where to train.
-        seed: Seed of the batch order.
+        seed: Seed of the batch order and the augmentation.
         on_epoch: Called as ``on_epoch(epoch, val_accuracy)`` after each epoch (from 0);
             it may raise (e.g. ``optuna.TrialPruned``) to stop the training.
 
     Returns:
-        The final validation accuracy, the per-epoch curve and the wall time.
+        The final validation accuracy, the per-epoch curve, the wall time and the number of
+        training samples processed.
 
     Raises:
         DivergedError: The training loss of an epoch is NaN or infinite.
+        ValueError: An unknown optimizer or augmentation, or augmentation of non-images.
 
     Example:
         >>> import torch
         >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
         >>> result = fit(torch.nn.Linear(4, 2), (x, y), (x, y), epochs=2, batch_size=16)
-        >>> len(result.curve)
-        2
+        >>> len(result.curve), result.images
+        (2, 128)
     """
     start = time.perf_counter()
     device = torch.device(device)
-    cuda = device.type == "cuda"
     x_train, y_train = to_device(train, device)
     x_val, y_val = to_device(val, device)
+    _check_augment(augment, x_train)
     model = _prepare(model, device, image=x_train.dim() == 4)
     steps = _batches_per_epoch(len(x_train), batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=max(epochs * steps, 1), pct_start=0.25
+        opt, max_lr=lr, total_steps=max(epochs * steps, 1), pct_start=0.25
     )
+    step_fn = torch.compile(model) if compile else model
     generator = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(accuracy=0.0)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x_train), device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(
-                    model(x_train[idx]), y_train[idx], label_smoothing=label_smoothing
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.detach()
-        if not math.isfinite(loss_sum.item()):
-            raise DivergedError(f"training loss is {loss_sum.item()} in epoch {epoch}")
-        result.accuracy = evaluate(model, (x_val, y_val))
-        result.curve.append(result.accuracy)
-        if on_epoch is not None:
-            on_epoch(epoch, result.accuracy)
+    with _fast_kernels(device):
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(x_train), device=device, generator=generator)
+            loss_sum = torch.zeros((), device=device)
+            for step in range(steps):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                x = augment_batch(x_train[idx], augment, generator=generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(device)):
+                    loss = F.cross_entropy(
+                        step_fn(x), y_train[idx], label_smoothing=label_smoothing
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                schedule.step()
+                loss_sum += loss.detach()
+            if not math.isfinite(loss_sum.item()):
+                raise DivergedError(f"training loss is {loss_sum.item()} in epoch {epoch}")
+            result.images += min(steps * batch_size, len(x_train))
+            result.accuracy = evaluate(model, (x_val, y_val))
+            result.curve.append(result.accuracy)
+            if on_epoch is not None:
+                on_epoch(epoch, result.accuracy)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -136,26 +170,108 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
     x, y = to_device(split, device)
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(device)):
         for i in range(0, len(x), batch_size):
             correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()
     return correct.item() / max(len(x), 1)
 
 
+def augment_batch(
+    x: torch.Tensor, augment: AugmentName, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random crops and/or flips of an image batch ``(N, C, H, W)``, in one gather.
+
+    A crop pads by ``max(1, H // 8)`` zeros (the mean, inputs being standardized) and cuts a
+    random ``H x W`` window; a flip mirrors half the images. Each sample draws its own.
+
+    Example:
+        >>> import torch
+        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> augment_batch(x, "crop+flip").shape
+        torch.Size([1, 1, 4, 4])
+        >>> augment_batch(x, "none") is x
+        True
+    """
+    if augment == "none":
+        return x
+    n, c, h, w = x.shape
+    device = x.device
+    rows = torch.arange(h, device=device).expand(n, h)
+    cols = torch.arange(w, device=device).expand(n, w)
+    if "crop" in augment:
+        pad = max(1, h // 8)
+        x = F.pad(x, (pad, pad, pad, pad))
+        shift = torch.randint(0, 2 * pad + 1, (2, n, 1), device=device, generator=generator)
+        rows, cols = rows + shift[0], cols + shift[1]
+    if "flip" in augment:
+        mirror = torch.rand(n, 1, device=device, generator=generator) < 0.5
+        cols = torch.where(mirror, cols.flip(1), cols)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(c, device=device)[None, :, None, None]
+    out = x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+    return out.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else out
+
+
 def to_device(split: Split, device: torch.device) -> Split:
-    """``split`` on ``device``; images channels_last on CUDA. No copy where already so.
+    """``split`` on ``device``; on CUDA inputs in bf16, images channels_last. No copy where
+    already so.
 
     Example:
         >>> import torch
         >>> x, y = to_device((torch.zeros(2, 3), torch.zeros(2)), torch.device("cpu"))
-        >>> x.device.type
-        'cpu'
+        >>> x.device.type, x.dtype
+        ('cpu', torch.float32)
     """
     x, y = split
     x = x.to(device, non_blocking=True)
+    if _bf16(device) and x.is_floating_point():
+        x = x.to(torch.bfloat16)
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
+
+
+def _bf16(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def _check_augment(augment: str, x: torch.Tensor) -> None:
+    if augment not in AUGMENTS:
+        raise ValueError(f"Unknown augment {augment!r}; valid names: {', '.join(AUGMENTS)}.")
+    if augment != "none" and x.dim() != 4:
+        raise ValueError(
+            f"augment={augment!r} needs images (N, C, H, W), but the inputs have shape "
+            f"{tuple(x.shape)}; use augment='none'."
+        )
+
+
+def _optimizer(
+    name: str, model: nn.Module, *, lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Optimizer:
+    # Fused steps: one kernel per step instead of several per parameter tensor.
+    fused = device.type == "cuda"
+    params = model.parameters()
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay, fused=fused
+        )
+    raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}.")
+
+
+@contextlib.contextmanager
+def _fast_kernels(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning for the training's fixed shapes; restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def _prepare(model: nn.Module, device: torch.device, *, image: bool) -> nn.Module:

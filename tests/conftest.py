@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import math
+import os
+
 import optuna
 import pytest
 import torch
@@ -40,3 +43,25 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+class FailsInTraining(nn.Module):
+    """Measures fine (one sample, eval mode), then fails on its first training batch:
+    ``"oom"`` raises CUDA's out-of-memory error, ``"crash"`` ends its process."""
+
+    def __init__(self, spec, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.kind == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 TiB")
+        if self.training and self.kind == "crash":
+            os._exit(3)
+        return self.body(x)
+
+
+def failing_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """A space whose ``kind`` chooses a network that trains, runs out of memory or crashes."""
+    return FailsInTraining(spec, trial.suggest_categorical("kind", ["ok", "oom", "crash"]))

@@ -1,12 +1,59 @@
 from __future__ import annotations
 
 import re
+import socket
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from optnas.data import load
+from optnas.data import AUGMENTS, DATASETS, Dataset, DataSpec, load
+
+
+@pytest.fixture
+def network_calls(monkeypatch):
+    """Cut the network off: any name lookup or connection fails, and is recorded."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise socket.gaierror("network is off in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return calls
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    # The idx format torchvision's MNIST reads: big-endian magic (uint8, ndim), dims, data.
+    header = struct.pack(f">I{array.ndim}I", 0x0800 | array.ndim, *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_mnist(root: Path, folder: str, n_train: int = 60, n_test: int = 20) -> None:
+    """Write tiny MNIST-format files; pixel (0, 0) of image i is i, its label i % 10."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    ids = np.arange(n_train + n_test)
+    images = np.random.default_rng(0).integers(0, 256, size=(len(ids), 28, 28))
+    images[:, 0, 0] = ids
+    for prefix, part in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[part])
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", ids[part] % 10)
+
+
+def _write_folder(root: Path, sizes: dict[str, list[tuple[int, int]]], mode: str = "RGB"):
+    """An ImageFolder tree: one subfolder per class, one PNG per (width, height)."""
+    rng = np.random.default_rng(0)
+    for label, class_sizes in sizes.items():
+        (root / label).mkdir(parents=True)
+        for i, (width, height) in enumerate(class_sizes):
+            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).convert(mode).save(root / label / f"{i}.png")
+    return root
 
 
 def test_digits_splits_are_disjoint_stratified_and_fixed():
@@ -59,6 +106,7 @@ def test_user_images_gain_a_channel_axis():
     ("data", "message"),
     [
         ("mnist-typo", "Unknown dataset 'mnist-typo'; valid names: digits"),
+        ("mnist-typo", "cifar100; or the path of an existing directory"),
         ((np.zeros((10, 2)), np.zeros(9)), "one label per sample"),
         ((np.zeros((10, 2, 2, 2, 2)), np.zeros(10)), "(N, F) features"),
         ((np.full((30, 2), np.nan), np.arange(30) % 2), "NaN"),
@@ -69,3 +117,108 @@ def test_user_images_gain_a_channel_axis():
 def test_bad_data_is_refused_with_the_reason(data, message):
     with pytest.raises((ValueError, TypeError), match=re.escape(message)):
         load(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "augment"),
+    [("mnist", "MNIST", "crop"), ("fashion_mnist", "FashionMNIST", "crop+flip")],
+)
+def test_mnist_style_sets_keep_the_official_test_split(
+    tmp_path, network_calls, name, folder, augment
+):
+    _fake_mnist(tmp_path, folder)
+    ds = load(name, data_dir=tmp_path, val_fraction=0.5)
+    assert ds.name == name and ds.augment == augment
+    assert ds.spec == DataSpec(input_shape=(1, 28, 28), num_classes=10)
+    assert [len(split[1]) for split in (ds.train, ds.val, ds.test)] == [30, 30, 20]
+    assert all(split[0].dtype == torch.float32 for split in (ds.train, ds.val, ds.test))
+    # Recover each sample's id from pixel (0, 0): one affine map standardized all splits.
+    corner = torch.cat([split[0][:, 0, 0, 0] for split in (ds.train, ds.val, ds.test)])
+    ids = ((corner - corner.min()) / (corner.max() - corner.min()) * 79).round().long()
+    train_ids, val_ids, test_ids = ids.split([30, 30, 20])
+    assert test_ids.tolist() == list(range(60, 80))  # the official test split, in order
+    assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(60))  # disjoint
+    for split, split_ids in ((ds.train, train_ids), (ds.val, val_ids), (ds.test, test_ids)):
+        assert torch.equal(split[1], split_ids % 10)
+    assert torch.equal(torch.bincount(ds.val[1]), torch.full((10,), 3))  # stratified
+    # Standardized with training statistics only.
+    assert abs(ds.train[0].mean().item()) < 1e-5 and abs(ds.train[0].std().item() - 1) < 1e-3
+    assert abs(ds.val[0].mean().item()) > 1e-4
+    assert torch.equal(load(name, data_dir=tmp_path, val_fraction=0.5).val[0], ds.val[0])
+    assert not torch.equal(
+        load(name, data_dir=tmp_path, val_fraction=0.5, split_seed=1).val[1], ds.val[1]
+    )
+    assert len(load(name, data_dir=str(tmp_path)).val[1]) == 12  # default val_fraction 0.2
+    assert network_calls == []
+
+
+def test_missing_torchvision_set_names_the_folder_and_the_fix(tmp_path, network_calls):
+    root = tmp_path.resolve()
+    message = (
+        f"Dataset 'cifar10' is not in {root}: torchvision found no complete, intact copy "
+        f"under {root / 'cifar-10-batches-py'}. Pass download=True / --download (needs "
+        "network access) or point data_dir / --data-dir at a folder that holds it."
+    )
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        load("cifar10", data_dir=tmp_path)
+    assert network_calls == []
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_download_without_network_says_so(tmp_path, network_calls, name):
+    with pytest.raises(OSError, match=f"Could not download '{name}' into .*network access"):
+        load(name, data_dir=tmp_path, download=True)
+    assert network_calls
+
+
+def test_image_folder_is_read_split_and_augmented(tmp_path):
+    root = _write_folder(tmp_path / "shapes", {c: [(12, 10)] * 5 for c in ("a", "b", "c")})
+    ds = load(root)
+    assert ds.name == "shapes" and ds.augment == "crop+flip"
+    assert ds.spec == DataSpec(input_shape=(3, 10, 12), num_classes=3)
+    assert [len(split[1]) for split in (ds.train, ds.val, ds.test)] == [9, 3, 3]
+    for split in (ds.val, ds.test):
+        assert torch.equal(torch.bincount(split[1]), torch.ones(3, dtype=torch.long))
+    assert abs(ds.train[0].mean((0, 2, 3))).max() < 1e-5
+    assert torch.equal(load(str(root)).test[0], ds.test[0])
+
+
+def test_image_folder_of_grayscale_images_becomes_rgb(tmp_path):
+    root = _write_folder(tmp_path / "gray", {c: [(6, 6)] * 5 for c in "xy"}, mode="L")
+    ds = load(root, image_size=4)
+    assert ds.spec.input_shape == (3, 4, 4)
+    assert torch.equal(ds.train[0][:, 0], ds.train[0][:, 2])
+
+
+def test_image_folder_of_differing_sizes_needs_image_size(tmp_path):
+    root = _write_folder(
+        tmp_path / "mixed", {"a": [(8, 8)] * 4, "b": [(8, 8), (9, 7), (8, 8), (8, 8)]}
+    )
+    message = f"{root / 'a' / '0.png'} is 8x8 (width x height), {root / 'b' / '1.png'} is 9x7"
+    with pytest.raises(ValueError, match=re.escape(message) + ".*pass image_size"):
+        load(root)
+    assert load(root, image_size=5).spec.input_shape == (3, 5, 5)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "error", "message"),
+    [
+        (Path("no/such/folder"), {}, FileNotFoundError, "No image folder at"),
+        ("digits", {"image_size": 8}, ValueError, "does not apply to data='digits'"),
+        (Path("."), {"image_size": 0}, ValueError, "positive integer, but got 0"),
+    ],
+)
+def test_bad_image_folder_arguments_are_refused(data, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        load(data, **kwargs)
+
+
+def test_augment_defaults_and_validation():
+    assert set(DATASETS) >= {"mnist", "fashion_mnist", "cifar10", "cifar100"}
+    assert load("digits").augment == load("wine").augment == "none"
+    assert load((torch.rand(30, 4, 4), torch.arange(30) % 2)).augment == "none"
+    split = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=re.escape(f"valid names: {', '.join(AUGMENTS)}")):
+        Dataset("x", DataSpec((3,), 2), split, split, split, augment="rotate")
+    with pytest.raises(ValueError, match="needs images"):
+        Dataset("x", DataSpec((3,), 2), split, split, split, augment="flip")

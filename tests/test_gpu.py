@@ -38,7 +38,7 @@ def test_search_on_cuda_records_costs_and_curves():
         ("accuracy", "params"),
         n_trials=3,
         epochs=2,
-        device="cuda",
+        devices="cuda",
         storage="sqlite:///:memory:",
         seed=0,
         dedup=False,  # tiny_space has two architectures
@@ -56,7 +56,7 @@ def test_builtin_spaces_search_on_cuda_with_latency(space):
         ("accuracy", "latency"),
         n_trials=2,
         epochs=2,
-        device="cuda",
+        devices="cuda",
         storage="sqlite:///:memory:",
         seed=0,
     )

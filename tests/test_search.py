@@ -271,7 +271,7 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
         ({"budgets": {"energy": 3}}, "Unknown budget 'energy'; valid names: params, flops"),
         ({"budgets": {"params": -1}}, "Budget 'params' must be a positive number"),
         ({"n_trials": 0}, "n_trials must be positive"),
-        ({"device": "tpu"}, "Unknown device 'tpu'"),
+        ({"devices": "tpu"}, "Unknown device 'tpu'"),
         ({"objectives": ("accuracy", "accuracy")}, "Each objective may appear once"),
         ({"data": "cifar"}, "Unknown dataset 'cifar'"),
     ],
@@ -286,7 +286,7 @@ def test_bad_names_fail_before_anything_is_created(in_tmp, kwargs, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
 def test_cuda_asked_for_without_cuda():
     with pytest.raises(ValueError, match="CUDA is not available"):
-        optnas.search(tiny_space, device="cuda", storage=MEMORY)
+        optnas.search(tiny_space, devices="cuda", storage=MEMORY)
 
 
 def test_missing_directory_storage_is_refused_and_nothing_created(tmp_path):

@@ -1,0 +1,415 @@
+"""Where children train: in this process on one device, or in a pool of worker processes.
+
+A trial takes a *slot* for its whole life: it ships the network it built to the slot, which
+measures its cost on the slot's device, then trains it there, reporting each epoch back so
+that the trial (in the parent, where Optuna's storage is) can report and prune. A
+:class:`LocalRunner` is one slot in this process. A :class:`DevicePool` runs
+``trials_per_device`` worker processes per device, each with the training and validation
+splits resident on its device, so that several small children keep one GPU busy.
+
+A child that fails (CUDA out of memory, divergence, a crash of its process) fails its trial
+alone: the error travels back to the trial, the slot frees its memory (or is restarted) and
+takes the next trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from optnas import cost
+from optnas.train import Split, TrainResult, fit, to_device
+
+__all__ = [
+    "DevicePool",
+    "LocalRunner",
+    "Measurement",
+    "Runner",
+    "Slot",
+    "WorkerDiedError",
+    "default_trials_per_device",
+]
+
+Measurement = tuple[dict[str, int], tuple[int, ...], float]
+"""``(counts, output_shape, latency_ms)`` of a network, see :meth:`Slot.measure`."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A pool's worker process ended while it held a trial."""
+
+
+class Slot(Protocol):
+    """Where one trial measures and trains its network."""
+
+    def measure(
+        self, model: nn.Module, input_shape: tuple[int, ...], latency_batch_size: int
+    ) -> Measurement:
+        """Take ``model``; return its counts, its output shape for one sample and its
+        latency (ms) on this slot's device."""
+        ...
+
+    def fit(
+        self, *, seed: int, on_epoch: Callable[[int, float], None], **kwargs: Any
+    ) -> TrainResult:
+        """Train the network last measured; see :func:`optnas.train.fit`."""
+        ...
+
+
+class Runner(Protocol):
+    """Hands out slots: :class:`LocalRunner` or :class:`DevicePool`."""
+
+    size: int
+
+    def slot(self) -> contextlib.AbstractContextManager[Slot]:
+        """A free slot, held until the ``with`` block ends."""
+        ...
+
+    def close(self) -> None:
+        """Release the slots' processes and memory."""
+        ...
+
+
+def default_trials_per_device(devices: Sequence[torch.device]) -> int:
+    """Children per device when not given: 1 on CPU (a child uses every core); on GPUs,
+    one per CPU core per GPU (a worker process needs a core to launch kernels), at most 8
+    (the aggregate throughput levels off there, see ``studies/gpu_throughput.py``).
+
+    Example:
+        >>> import torch
+        >>> default_trials_per_device([torch.device("cpu")])
+        1
+    """
+    if not devices or any(d.type != "cuda" for d in devices):
+        return 1
+    return max(1, min(8, (os.cpu_count() or 1) // len(devices)))
+
+
+def measure_on(
+    model: nn.Module, device: torch.device, input_shape: tuple[int, ...], batch_size: int
+) -> tuple[nn.Module, Measurement]:
+    """``model`` moved to ``device`` and its :data:`Measurement` there."""
+    model = model.to(device)
+    counts, out = cost.measure_forward(model, input_shape)
+    ms = cost.latency(model, input_shape, batch_size=batch_size, device=device)
+    return model, (counts, tuple(out.shape), ms)
+
+
+def seeded_fit(
+    model: nn.Module, train: Split, val: Split, device: torch.device, seed: int, **kwargs: Any
+) -> TrainResult:
+    """:func:`optnas.train.fit` with the global RNGs (dropout) seeded by ``seed`` and
+    restored afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return fit(model, train, val, device=device, seed=seed, **kwargs)
+
+
+class LocalRunner:
+    """One slot, in this process, on ``device``; the splits are moved there once.
+
+    Example:
+        >>> import torch
+        >>> x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+        >>> runner = LocalRunner(torch.device("cpu"), (x, y), (x, y))
+        >>> with runner.slot() as slot:
+        ...     counts, out_shape, ms = slot.measure(torch.nn.Linear(4, 2), (4,), 1)
+        ...     result = slot.fit(seed=0, on_epoch=lambda e, a: None, epochs=1)
+        >>> counts["params"], out_shape, len(result.curve)
+        (10, (1, 2), 1)
+    """
+
+    size = 1
+
+    def __init__(self, device: torch.device, train: Split, val: Split) -> None:
+        self.device = device
+        self.train = to_device(train, device)
+        self.val = to_device(val, device)
+        self._lock = threading.Lock()
+        self._model: nn.Module | None = None
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[LocalRunner]:
+        with self._lock:
+            try:
+                yield self
+            finally:
+                self._model = None
+
+    def measure(
+        self, model: nn.Module, input_shape: tuple[int, ...], latency_batch_size: int
+    ) -> Measurement:
+        self._model, measurement = measure_on(model, self.device, input_shape, latency_batch_size)
+        return measurement
+
+    def fit(
+        self, *, seed: int, on_epoch: Callable[[int, float], None], **kwargs: Any
+    ) -> TrainResult:
+        if self._model is None:
+            raise RuntimeError("measure() a network before fit().")
+        return seeded_fit(
+            self._model, self.train, self.val, self.device, seed, on_epoch=on_epoch, **kwargs
+        )
+
+    def close(self) -> None:
+        self._model = None
+
+
+class DevicePool:
+    """``trials_per_device`` worker processes per device, each a slot for one trial.
+
+    The splits are shared with the workers once (shared memory) and each worker keeps them
+    resident on its device. Workers are started with ``spawn``, so networks are shipped
+    pickled: the classes a space builds must be importable (defined at module level).
+
+    Args:
+        devices: Devices to spread the slots over.
+        trials_per_device: Slots (worker processes) per device.
+        train: The training split.
+        val: The validation split.
+
+    Example:
+        >>> import torch
+        >>> x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+        >>> with DevicePool([torch.device("cpu")], 2, (x, y), (x, y)) as pool:
+        ...     with pool.slot() as slot:
+        ...         counts, out_shape, ms = slot.measure(torch.nn.Linear(4, 2), (4,), 1)
+        ...         result = slot.fit(seed=0, on_epoch=lambda e, a: None, epochs=2)
+        >>> pool.size, len(result.curve)
+        (2, 2)
+    """
+
+    def __init__(
+        self,
+        devices: Sequence[torch.device],
+        trials_per_device: int,
+        train: Split,
+        val: Split,
+    ) -> None:
+        if not devices or trials_per_device < 1:
+            raise ValueError(
+                f"A pool needs devices and trials_per_device >= 1, but got {list(devices)} "
+                f"and {trials_per_device}."
+            )
+        self.size = len(devices) * trials_per_device
+        threads = max(1, (os.cpu_count() or 1) // self.size)
+        splits = tuple(t.share_memory_() for t in (*train, *val))
+        self._slots = [
+            _WorkerSlot(device, threads, splits)
+            for device in devices
+            for _ in range(trials_per_device)
+        ]
+        self._free: queue.Queue[_WorkerSlot] = queue.Queue()
+        try:
+            for slot in self._slots:
+                slot.wait_ready()
+                self._free.put(slot)
+        except BaseException:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[_WorkerSlot]:
+        slot = self._free.get()
+        try:
+            yield slot
+        finally:
+            self._free.put(slot)
+
+    def close(self) -> None:
+        for slot in self._slots:
+            slot.close()
+
+    def __enter__(self) -> DevicePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _WorkerSlot:
+    """The parent's end of one worker process."""
+
+    def __init__(self, device: torch.device, threads: int, splits: tuple[torch.Tensor, ...]):
+        self.device = device
+        self._args = (str(device), threads, splits)
+        self._start()
+
+    def _start(self) -> None:
+        context = torch.multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, *self._args), daemon=True, name=f"optnas-{self.device}"
+        )
+        self._process.start()
+        child.close()
+        self._ready = False
+
+    def wait_ready(self) -> None:
+        if not self._ready:
+            self._expect("ready")
+            self._ready = True
+
+    def measure(
+        self, model: nn.Module, input_shape: tuple[int, ...], latency_batch_size: int
+    ) -> Measurement:
+        self.wait_ready()
+        self._send(("measure", _dumps(model), tuple(input_shape), latency_batch_size))
+        return self._expect("ok")
+
+    def fit(
+        self, *, seed: int, on_epoch: Callable[[int, float], None], **kwargs: Any
+    ) -> TrainResult:
+        self._send(("fit", seed, kwargs))
+        while True:
+            message = self._receive()
+            if message[0] != "epoch":
+                return self._unwrap(message, "ok")
+            try:
+                on_epoch(message[1], message[2])
+            except BaseException:
+                self._send(("stop",))
+                self._expect("stopped")
+                raise
+            self._send(("go",))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(("close",))
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):
+            raise self._died() from None
+
+    def _receive(self) -> tuple[Any, ...]:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
+
+    def _expect(self, kind: str) -> Any:
+        return self._unwrap(self._receive(), kind)
+
+    def _unwrap(self, message: tuple[Any, ...], kind: str) -> Any:
+        if message[0] == "error":
+            raise message[1]
+        if message[0] != kind:
+            raise RuntimeError(f"worker sent {message[0]!r} where {kind!r} was expected")
+        return message[1] if len(message) > 1 else None
+
+    def _died(self) -> WorkerDiedError:
+        """Restart the worker; the error for the trial it held."""
+        self._process.join(timeout=5)
+        code = self._process.exitcode
+        self._conn.close()
+        self._start()
+        return WorkerDiedError(
+            f"the worker process on {self.device} exited (code {code}) during the trial; "
+            "it was restarted"
+        )
+
+
+def _dumps(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        torch.save(model, buffer)
+    except Exception as error:
+        raise TypeError(
+            f"The network cannot be pickled ({type(error).__name__}: {error}); a pool ships "
+            "each network to a worker process, so the classes a space builds must be "
+            "importable (defined at module level)."
+        ) from error
+    return buffer.getvalue()
+
+
+class _Stopped(Exception):
+    """The parent stopped the training (pruned, or its epoch callback raised)."""
+
+
+def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor, ...]) -> None:
+    """A worker's loop: measure and train the networks the parent sends, one at a time."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
+    torch.set_num_threads(threads)
+    model = None
+    try:
+        device = torch.device(device_name)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        train = to_device(splits[:2], device)
+        val = to_device(splits[2:], device)
+        conn.send(("ready",))
+    except BaseException as error:
+        _send_error(conn, error)
+        return
+
+    def on_epoch(epoch: int, accuracy: float) -> None:
+        conn.send(("epoch", epoch, accuracy))
+        if conn.recv()[0] == "stop":
+            raise _Stopped
+
+    while True:
+        message = conn.recv()
+        if message[0] == "close":
+            return
+        failure = None
+        try:
+            if message[0] == "measure":
+                _, data, input_shape, batch_size = message
+                loaded = torch.load(io.BytesIO(data), weights_only=False)
+                model, measurement = measure_on(loaded, device, input_shape, batch_size)
+                conn.send(("ok", measurement))
+            else:  # "fit": train the network measured last
+                _, seed, kwargs = message
+                trained, model = model, None
+                result = seeded_fit(trained, train, val, device, seed, on_epoch=on_epoch, **kwargs)
+                trained = None
+                conn.send(("ok", result))
+        except _Stopped:
+            conn.send(("stopped",))
+        except Exception as error:
+            failure = _detached(error)
+        if failure is not None:
+            # Outside the except block, so that nothing holds the failed step's tensors.
+            model = trained = None
+            _release_memory(device)
+            _send_error(conn, failure)
+
+
+def _detached(error: BaseException) -> BaseException:
+    """``error`` without tracebacks, which would keep the failed step's tensors alive."""
+    seen = error
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return error
+
+
+def _release_memory(device: torch.device) -> None:
+    # After an out-of-memory error the cached blocks would starve the other slots.
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _send_error(conn: Any, error: BaseException) -> None:
+    try:
+        conn.send(("error", error))
+    except Exception:  # The exception itself does not pickle: send its text.
+        conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))

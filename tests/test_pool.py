@@ -1,0 +1,142 @@
+"""Trials in parallel worker processes (``trials_per_device``), on the CPU."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from conftest import failing_space, tiny_space
+from torch import nn
+
+import optnas
+
+
+def _study_with(tmp_path, name: str, params: list[dict], directions=("maximize",)) -> str:
+    """A fresh study holding ``params`` as enqueued trials; returns its storage URL."""
+    url = f"sqlite:///{tmp_path}/{name}.db"
+    study = optuna.create_study(storage=url, study_name=name, directions=list(directions))
+    for p in params:
+        study.enqueue_trial(p)
+    return url
+
+
+def test_pool_records_what_one_trial_at_a_time_records(tmp_path):
+    widths = [{"width": w} for w in (4, 8, 8, 4)]
+    studies = []
+    for name, slots in (("pool", 2), ("sequential", 1)):
+        url = _study_with(tmp_path, name, widths)
+        studies.append(
+            optnas.search(
+                tiny_space,
+                "digits",
+                n_trials=4,
+                epochs=2,
+                devices="cpu",
+                trials_per_device=slots,
+                storage=url,
+                study_name=name,
+                seed=0,
+                dedup=False,
+            )
+        )
+    pool, sequential = ([t for t in s.trials] for s in studies)
+    assert len(pool) == len(sequential) == 4
+    for a, b in zip(pool, sequential, strict=True):
+        assert a.state == b.state == optuna.trial.TrialState.COMPLETE
+        assert a.params == b.params and a.user_attrs["params"] == b.user_attrs["params"]
+        assert len(a.user_attrs["val_curve"]) == 2
+        # Same seeds; only the threads per process (float summation order) differ.
+        assert a.values[0] == pytest.approx(b.values[0], abs=0.03)
+
+
+def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
+    kinds = ["oom", "ok", "crash", "ok", "ok", "ok"]
+    url = _study_with(tmp_path, "fails", [{"kind": k} for k in kinds])
+    study = optnas.search(
+        failing_space,
+        "digits",
+        n_trials=6,
+        epochs=1,
+        devices="cpu",
+        trials_per_device=2,
+        storage=url,
+        study_name="fails",
+        seed=0,
+        dedup=False,
+    )
+    by_kind = {k: [t for t in study.trials if t.params["kind"] == k] for k in set(kinds)}
+    assert len(study.trials) == 6
+    (oom,) = by_kind["oom"]
+    assert oom.state == optuna.trial.TrialState.FAIL
+    assert oom.user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of memory")
+    (crash,) = by_kind["crash"]
+    assert crash.state == optuna.trial.TrialState.FAIL
+    assert "WorkerDiedError" in crash.user_attrs["fail_reason"]
+    assert "exited (code 3)" in crash.user_attrs["fail_reason"]
+    # The freed and the restarted slots went on training.
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in by_kind["ok"])
+    assert len(by_kind["ok"]) == 4
+
+
+def test_pool_trials_report_and_are_pruned_from_the_parent(tmp_path):
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        n_trials=3,
+        epochs=4,
+        devices="cpu",
+        trials_per_device=2,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.01, n_warmup_steps=1),
+        storage=f"sqlite:///{tmp_path}/p.db",
+        seed=0,
+        dedup=False,
+    )
+    assert len(study.trials) == 3
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert sorted(trial.intermediate_values) == [0, 1]
+        assert len(trial.user_attrs["val_curve"]) == 2
+        assert trial.user_attrs["train_seconds"] > 0
+
+
+def test_a_network_the_pool_cannot_ship_is_named(tmp_path):
+    class Local(nn.Module):  # not importable by the worker processes
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    def local_space(trial, spec):
+        trial.suggest_int("unused", 0, 1)
+        return Local()
+
+    with pytest.raises(optnas.SearchError, match="cannot be pickled.*importable"):
+        optnas.search(
+            local_space,
+            "digits",
+            n_trials=4,
+            epochs=1,
+            devices="cpu",
+            trials_per_device=2,
+            storage="sqlite:///:memory:",
+            max_initial_failures=2,
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trials_per_device": 0}, "trials_per_device must be positive"),
+        ({"trials_per_device": "many"}, "trials_per_device must be a positive integer"),
+        ({"devices": "cpu,cpu"}, "Each device may appear once"),
+        ({"devices": "cpu, gpu"}, "Unknown device 'gpu'"),
+        ({"augment": "mixup"}, "Unknown augment 'mixup'; valid names: auto, none, crop"),
+        ({"optimizer": "lion"}, "Unknown optimizer 'lion'; valid names: adamw, sgd"),
+        ({"data": "wine", "augment": "flip"}, "needs images"),
+    ],
+)
+def test_bad_pool_and_training_settings_are_refused(in_tmp, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optnas.search(**{"space": "auto", "n_trials": 1, **kwargs})
+    assert not (in_tmp / "studies").exists()
