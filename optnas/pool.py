@@ -169,8 +169,9 @@ class DevicePool:
     """``trials_per_device`` worker processes per device, each a slot for one trial.
 
     The splits are shared with the workers once (shared memory) and each worker keeps them
-    resident on its device. Workers are started with ``spawn``, so networks are shipped
-    pickled: the classes a space builds must be importable (defined at module level).
+    resident on its device. Workers do not share this process's memory, so networks are
+    shipped pickled: the classes a space builds must be importable (defined at module
+    level).
 
     Args:
         devices: Devices to spread the slots over.
@@ -246,7 +247,7 @@ class _WorkerSlot:
         self._start()
 
     def _start(self) -> None:
-        context = torch.multiprocessing.get_context("spawn")
+        context = _context()
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_serve, args=(child, *self._args), daemon=True, name=f"optnas-{self.device}"
@@ -324,6 +325,15 @@ class _WorkerSlot:
             f"the worker process on {self.device} exited (code {code}) during the trial; "
             "it was restarted"
         )
+
+
+def _context() -> Any:
+    """Workers are forked from a server that imported torch and optnas once (a fresh
+    interpreter each would import them again, seconds per worker), and that never touched
+    CUDA, which does not survive a fork."""
+    context = torch.multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", "optnas.pool"])
+    return context
 
 
 def _dumps(model: nn.Module) -> bytes:

@@ -121,9 +121,7 @@ def fit(
     model = _prepare(model, device, image=x_train.dim() == 4)
     steps = _batches_per_epoch(len(x_train), batch_size)
     opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=max(epochs * steps, 1), pct_start=0.25
-    )
+    schedule = _one_cycle(opt, lr=lr, total_steps=epochs * steps)
     step_fn = torch.compile(model) if compile else model
     generator = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(accuracy=0.0)
@@ -258,6 +256,18 @@ def _optimizer(
             params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay, fused=fused
         )
     raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}.")
+
+
+def _one_cycle(
+    opt: torch.optim.Optimizer, *, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A one-cycle schedule, a quarter warm-up; a constant rate for a handful of steps."""
+    if total_steps < 4:  # too few steps to ramp up and down (OneCycleLR divides by zero)
+        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
+    # Each phase needs two steps or more, hence the longer warm-up of very short runs.
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=total_steps, pct_start=max(0.25, 2 / total_steps)
+    )
 
 
 @contextlib.contextmanager

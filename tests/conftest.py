@@ -65,3 +65,23 @@ class FailsInTraining(nn.Module):
 def failing_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     """A space whose ``kind`` chooses a network that trains, runs out of memory or crashes."""
     return FailsInTraining(spec, trial.suggest_categorical("kind", ["ok", "oom", "crash"]))
+
+
+class HogsMemory(nn.Module):
+    """Asks the device for 4 TiB on its first training batch: a real out-of-memory error."""
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = x + torch.zeros(1 << 41, dtype=torch.float16, device=x.device)[: x.shape[-1]]
+        return self.body(x)
+
+
+def hog_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """``kind`` ``"hog"`` runs out of device memory in training, ``"ok"`` trains."""
+    if trial.suggest_categorical("kind", ["ok", "hog"]) == "hog":
+        return HogsMemory(spec)
+    return FailsInTraining(spec, "ok")

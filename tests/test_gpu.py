@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 import torch
-from conftest import tiny_space
+from conftest import hog_space, tiny_space
 
 import optnas
 from optnas.cost import latency
@@ -29,6 +30,74 @@ def test_trainer_on_cuda_learns_in_bf16_channels_last():
     assert result.accuracy > 0.9
     assert next(model.parameters()).is_cuda
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_trainer_on_cuda_augments_in_batches_with_sgd():
+    ds = load("digits")
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3, padding=1),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 64, 10),
+    )
+    result = fit(
+        model,
+        ds.train,
+        ds.val,
+        epochs=8,
+        device="cuda",
+        optimizer="sgd",
+        lr=0.05,
+        augment="crop+flip",
+        label_smoothing=0.1,
+    )
+    assert result.accuracy > 0.85
+    assert result.images == 8 * len(ds.train[0])
+
+
+def test_pool_on_cuda_trains_the_asked_count_in_parallel(tmp_path):
+    study = optnas.search(
+        tiny_space,
+        "digits",
+        n_trials=6,
+        epochs=2,
+        devices="cuda",
+        trials_per_device=3,
+        storage=f"sqlite:///{tmp_path}/p.db",
+        seed=0,
+        dedup=False,
+    )
+    assert len(study.trials) == 6
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    starts = sorted(t.datetime_start for t in study.trials)
+    ends = sorted(t.datetime_complete for t in study.trials)
+    assert starts[1] < ends[0]  # two trials ran at once
+
+
+def test_cuda_out_of_memory_fails_its_trial_and_frees_the_slot(tmp_path):
+    url = f"sqlite:///{tmp_path}/oom.db"
+    study = optuna.create_study(storage=url, study_name="oom", direction="maximize")
+    for kind in ["hog", "hog", "ok", "ok", "ok", "ok"]:
+        study.enqueue_trial({"kind": kind})
+    study = optnas.search(
+        hog_space,
+        "digits",
+        n_trials=6,
+        epochs=1,
+        devices="cuda",
+        trials_per_device=2,
+        storage=url,
+        study_name="oom",
+        seed=0,
+        dedup=False,
+    )
+    for trial in study.trials:
+        if trial.params["kind"] == "hog":
+            assert trial.state.name == "FAIL"
+            assert trial.user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of")
+        else:
+            assert trial.state.name == "COMPLETE", trial.user_attrs.get("fail_reason")
 
 
 def test_search_on_cuda_records_costs_and_curves():

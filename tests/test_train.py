@@ -6,7 +6,7 @@ from conftest import Explodes
 from torch import nn
 
 from optnas.data import load
-from optnas.train import DivergedError, evaluate, fit
+from optnas.train import DivergedError, augment_batch, evaluate, fit
 
 
 def _model() -> nn.Module:
@@ -56,3 +56,23 @@ def test_evaluate_counts_correct_predictions():
         model.weight.copy_(torch.eye(2))
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
     assert evaluate(model, (x, torch.tensor([0, 1, 1, 1]))) == 0.75
+
+
+@pytest.mark.parametrize("samples", [8, 16, 32, 40])
+def test_a_handful_of_steps_trains(samples):
+    x, y = torch.randn(samples, 4), torch.randint(0, 2, (samples,))
+    result = fit(nn.Linear(4, 2), (x, y), (x, y), epochs=1, batch_size=8)
+    assert result.images == samples and len(result.curve) == 1
+
+
+def test_images_are_augmented_in_batches_without_mixing_samples():
+    x = torch.arange(4.0)[:, None, None, None].expand(4, 1, 8, 8).contiguous() + 1
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, "crop+flip", generator=g)
+    assert out.shape == x.shape
+    for i in range(4):  # each image keeps its own values, with a zero (padded) border at most
+        assert set(out[i].unique().tolist()) <= {0.0, i + 1.0}
+        assert (out[i] == i + 1).sum() >= 7 * 7
+    flipped = augment_batch(torch.arange(8.0).expand(64, 1, 1, 8), "flip", generator=g)
+    rows = {tuple(r.flatten().tolist()) for r in flipped}
+    assert rows == {tuple(range(8)), tuple(range(7, -1, -1))}
