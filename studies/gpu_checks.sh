@@ -9,8 +9,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, optuna; print('torch', torch.__version__, 'optuna', optuna.__version__)" \
   | tee -a "$out/gpu.txt"
-timeout 200 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
-timeout 200 python3 studies/gpu_throughput.py --compile --out "$out/throughput.txt" 2>&1 \
+timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
+timeout 150 python3 studies/gpu_throughput.py --compile --out "$out/throughput.txt" 2>&1 \
   | tee "$out/throughput.log"
-timeout 300 python3 studies/pool_search.py --out "$out/pool_search.json" 2>&1 \
+timeout 250 python3 studies/pool_search.py --out "$out/pool_search.json" 2>&1 \
   | tee "$out/pool_search.log"
