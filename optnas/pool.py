@@ -202,6 +202,13 @@ class DevicePool:
                 f"A pool needs devices and trials_per_device >= 1, but got {list(devices)} "
                 f"and {trials_per_device}."
             )
+        # A worker pins its device; plain "cuda" means the current one.
+        devices = [
+            torch.device("cuda", torch.cuda.current_device())
+            if d.type == "cuda" and d.index is None
+            else d
+            for d in map(torch.device, devices)
+        ]
         self.size = len(devices) * trials_per_device
         threads = max(1, (os.cpu_count() or 1) // self.size)
         splits = tuple(t.share_memory_() for t in (*train, *val))

@@ -52,8 +52,10 @@ def architectures(n: int, spec: optnas.data.DataSpec, seed: int = 0) -> list[dic
     return params
 
 
-def run(dataset, params: list[dict], slots: int, args: argparse.Namespace, folder: Path) -> dict:
-    name = f"slots{slots}"
+def run(
+    dataset, params: list[dict], slots: int, args: argparse.Namespace, folder: Path, name=""
+) -> dict:
+    name = name or f"slots{slots}"
     url = f"sqlite:///{folder}/{name}.db"
     study = optuna.create_study(storage=url, study_name=name, direction="maximize")
     for p in params:
@@ -75,7 +77,9 @@ def run(dataset, params: list[dict], slots: int, args: argparse.Namespace, folde
     )
     seconds = time.perf_counter() - start
     states = [t.state.name for t in study.trials]
+    spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials]
     return {
+        "mean_trial_s": sum(spans) / len(spans),
         "slots": slots,
         "seconds": seconds,
         "trials": len(study.trials),
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--slots", type=int, default=8, help="trials at once per device")
     parser.add_argument("--samples", type=int, default=12_500)
+    parser.add_argument("--no-autotune-too", action="store_true")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,6 +108,14 @@ def main() -> None:
         for slots in (1, args.slots):
             results.append(run(dataset, params, slots, args, Path(folder)))
             print(json.dumps(results[-1]), flush=True)
+        if args.no_autotune_too:  # Diagnostic: the one-at-a-time run without cuDNN autotuning.
+            import contextlib
+
+            import optnas.train
+
+            optnas.train._fast_kernels = lambda device: contextlib.nullcontext()
+            off = run(dataset, params, 1, args, Path(folder), name="noautotune")
+            print("without autotuning:", json.dumps(off), flush=True)
     start = time.perf_counter()
     DevicePool(resolve_devices(args.devices), args.slots, dataset.train, dataset.val).close()
     startup = time.perf_counter() - start

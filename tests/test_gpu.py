@@ -67,6 +67,7 @@ def test_pool_on_cuda_trains_the_asked_count_in_parallel(tmp_path):
         storage=f"sqlite:///{tmp_path}/p.db",
         seed=0,
         dedup=False,
+        pruner="none",
     )
     assert len(study.trials) == 6
     assert all(t.state.name == "COMPLETE" for t in study.trials)
