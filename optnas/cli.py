@@ -142,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
         "dataset's own, e.g. crop+flip for CIFAR)",
     )
     search.add_argument(
+        "--autotune",
+        action="store_true",
+        help="cuDNN autotuning in each child (pays for long children only)",
+    )
+    search.add_argument(
         "--devices",
         "--device",
         default="auto",
@@ -190,6 +195,7 @@ def _search(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         label_smoothing=args.label_smoothing,
         augment=args.augment,
+        autotune=args.autotune,
         sampler=args.sampler,
         pruner=args.pruner,
         storage=args.storage,

@@ -81,7 +81,10 @@ class Objective:
         self.latency_batch_size = latency_batch_size
         self.dedup = dedup
         # What makes two trainings of one architecture interchangeable.
-        self.training = {"epochs": epochs, **self.train_kwargs}
+        self.training = {
+            "epochs": epochs,
+            **{k: v for k, v in self.train_kwargs.items() if k not in _NOT_RECIPE},
+        }
         # The splits are moved to the device once: every child reads the same tensors.
         self.runner = runner or LocalRunner(device or torch.device("cpu"), data.train, data.val)
 
@@ -228,6 +231,8 @@ class Objective:
 
 
 _BUILD_LOCK = threading.Lock()
+# Settings that change how fast a child trains, not what it learns.
+_NOT_RECIPE = ("autotune", "compile")
 
 
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:

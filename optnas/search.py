@@ -58,6 +58,7 @@ def search(
     optimizer: Literal["adamw", "sgd"] = "adamw",
     label_smoothing: float = 0.0,
     augment: AugmentName = "auto",
+    autotune: bool = False,
     sampler: SamplerName | optuna.samplers.BaseSampler = "tpe",
     pruner: PrunerName | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
@@ -103,6 +104,7 @@ def search(
             padding), ``"flip"`` (horizontal), ``"crop+flip"``, ``"none"``, or ``"auto"``:
             the dataset's default (``crop+flip`` for CIFAR, Fashion-MNIST and image folders,
             ``crop`` for MNIST, none for digits and features).
+        autotune: cuDNN autotuning in each child (see :func:`optnas.train.fit`).
         sampler: ``"tpe"``, ``"gp"``, ``"nsga2"``, ``"random"`` or any Optuna sampler.
         pruner: ``"auto"`` (``"median"`` with one objective, ``"pareto"`` with several),
             ``"median"``, ``"hyperband"``, ``"sha"`` (Optuna's; one objective only),
@@ -204,6 +206,7 @@ def search(
         "optimizer": optimizer,
         "label_smoothing": label_smoothing,
         "augment": dataset.augment if augment == "auto" else augment,
+        "autotune": autotune,
     }
     if parallel:
         runner = DevicePool(device_list, slots, dataset.train, dataset.val)

@@ -4,7 +4,7 @@ Inputs and labels are moved to the device once (on CUDA, inputs in bf16: half th
 half the bytes per gathered batch); an epoch is a random permutation of indices sliced into
 batches, and random crops and flips are one batched gather on the device, so no per-sample
 Python runs in the loop. On CUDA the model runs in bf16 autocast and channels_last, with
-cuDNN autotuning and fused optimizer steps.
+fused optimizer steps, and cuDNN autotuning on request.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def fit(
     weight_decay: float = 1e-4,
     label_smoothing: float = 0.0,
     augment: AugmentName = "none",
+    autotune: bool = False,
     compile: bool = False,
     device: str | torch.device = "cpu",
     seed: int = 0,
@@ -90,6 +91,10 @@ def fit(
         label_smoothing: Cross-entropy label smoothing.
         augment: For images: ``"crop"`` (random crop after zero-padding by an eighth of
             the side), ``"flip"`` (random horizontal flip), ``"crop+flip"`` or ``"none"``.
+        autotune: Let cuDNN time its algorithms for each new layer shape (CUDA only). It
+            pays over a long training of one network; search children are short and each
+            brings new shapes to time, so it is off by default (``studies/pool_search.py
+            --autotune-too`` measures both).
         compile: Train a ``torch.compile``-d model. It compiles per architecture, which
             costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
             so it is off by default.
@@ -125,7 +130,7 @@ def fit(
     step_fn = torch.compile(model) if compile else model
     generator = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(accuracy=0.0)
-    with _fast_kernels(device):
+    with _cudnn_autotuning(device.type == "cuda" and autotune):
         for epoch in range(epochs):
             model.train()
             order = torch.randperm(len(x_train), device=device, generator=generator)
@@ -271,13 +276,10 @@ def _one_cycle(
 
 
 @contextlib.contextmanager
-def _fast_kernels(device: torch.device) -> Iterator[None]:
-    """cuDNN autotuning for the training's fixed shapes; restored afterwards."""
-    if device.type != "cuda":
-        yield
-        return
+def _cudnn_autotuning(on: bool) -> Iterator[None]:
+    """cuDNN's algorithm search for the training's shapes, if ``on``; restored afterwards."""
     previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = on
     try:
         yield
     finally:

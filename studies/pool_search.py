@@ -53,7 +53,13 @@ def architectures(n: int, spec: optnas.data.DataSpec, seed: int = 0) -> list[dic
 
 
 def run(
-    dataset, params: list[dict], slots: int, args: argparse.Namespace, folder: Path, name=""
+    dataset,
+    params: list[dict],
+    slots: int,
+    args: argparse.Namespace,
+    folder: Path,
+    name: str = "",
+    autotune: bool = False,
 ) -> dict:
     name = name or f"slots{slots}"
     url = f"sqlite:///{folder}/{name}.db"
@@ -67,6 +73,7 @@ def run(
         n_trials=len(params),
         epochs=args.epochs,
         augment="crop+flip",
+        autotune=autotune,
         pruner="none",
         dedup=False,
         devices=args.devices,
@@ -97,7 +104,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--slots", type=int, default=8, help="trials at once per device")
     parser.add_argument("--samples", type=int, default=12_500)
-    parser.add_argument("--no-autotune-too", action="store_true")
+    parser.add_argument("--autotune-too", action="store_true", help="a 3rd run, autotuned")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -108,14 +115,9 @@ def main() -> None:
         for slots in (1, args.slots):
             results.append(run(dataset, params, slots, args, Path(folder)))
             print(json.dumps(results[-1]), flush=True)
-        if args.no_autotune_too:  # Diagnostic: the one-at-a-time run without cuDNN autotuning.
-            import contextlib
-
-            import optnas.train
-
-            optnas.train._fast_kernels = lambda device: contextlib.nullcontext()
-            off = run(dataset, params, 1, args, Path(folder), name="noautotune")
-            print("without autotuning:", json.dumps(off), flush=True)
+        if args.autotune_too:  # The one-at-a-time run again, with cuDNN autotuning.
+            on = run(dataset, params, 1, args, Path(folder), name="autotune", autotune=True)
+            print("with cuDNN autotuning:", json.dumps(on), flush=True)
     start = time.perf_counter()
     DevicePool(resolve_devices(args.devices), args.slots, dataset.train, dataset.val).close()
     startup = time.perf_counter() - start
