@@ -1,6 +1,7 @@
 """Benchmark: training throughput (images/s) of child trainings, one process, side by side.
 
-On the same small CNN (4 convs of width 64, batch norm, ReLU, two max-pools) and the same
+On the same small CNN (4 convs of width 64, batch norm, ReLU, a max-pool after every second
+conv, or with ``--pool-each`` after every conv) and the same
 CIFAR-shaped synthetic data (uint8 32x32x3 images, 10 classes), random crop (padding 4) and
 horizontal flip, SGD with Nesterov momentum, batch 512:
 
@@ -45,23 +46,19 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 class SmallCNN(nn.Module):
-    """4 convs of width 64 with batch norm and ReLU, max-pool after the 2nd and 4th."""
+    """4 convs of width 64 with batch norm and ReLU; max-pools after the 2nd and 4th conv,
+    or, with ``pool_each``, after every conv (a quarter of the multiply-adds)."""
 
-    def __init__(self, width: int = 64, num_classes: int = 10) -> None:
+    def __init__(self, width: int = 64, num_classes: int = 10, pool_each: bool = False) -> None:
         super().__init__()
-
-        def conv(cin: int, cout: int) -> list[nn.Module]:
-            return [
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(),
-            ]
-
-        self.body = nn.Sequential(
-            *conv(3, width), *conv(width, width), nn.MaxPool2d(2),
-            *conv(width, width), *conv(width, width), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes),
-        )  # fmt: skip
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers += [nn.Conv2d(3 if i == 0 else width, width, 3, padding=1, bias=False)]
+            layers += [nn.BatchNorm2d(width), nn.ReLU()]
+            if pool_each or i % 2 == 1:
+                layers.append(nn.MaxPool2d(2))
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -109,7 +106,7 @@ class _Images(torch.utils.data.Dataset):
 def loader_loop(x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> float:
     """(a): images/s of fp32 training fed by a per-sample-transform DataLoader."""
     device = torch.device(args.device)
-    model = SmallCNN().to(device)
+    model = SmallCNN(pool_each=args.pool_each).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     loader = torch.utils.data.DataLoader(
         _Images(x, y),
@@ -157,10 +154,24 @@ def fit_kwargs(args: argparse.Namespace, epochs: int) -> dict:
 def optnas_one(train: tuple, val: tuple, args: argparse.Namespace, *, compile: bool) -> dict:
     """(b), or (d) with ``compile``: one child with ``optnas.train.fit``."""
     device = torch.device(args.device)
-    warm = fit(SmallCNN(), train, val, device=device, **fit_kwargs(args, 1))  # autotune
-    first = fit(SmallCNN(), train, val, device=device, compile=compile, **fit_kwargs(args, 1))
+    warm = fit(
+        SmallCNN(pool_each=args.pool_each), train, val, device=device, **fit_kwargs(args, 1)
+    )  # autotune
+    first = fit(
+        SmallCNN(pool_each=args.pool_each),
+        train,
+        val,
+        device=device,
+        compile=compile,
+        **fit_kwargs(args, 1),
+    )
     result = fit(
-        SmallCNN(), train, val, device=device, compile=compile, **fit_kwargs(args, args.epochs)
+        SmallCNN(pool_each=args.pool_each),
+        train,
+        val,
+        device=device,
+        compile=compile,
+        **fit_kwargs(args, args.epochs),
     )
     return {
         "images_per_s": result.images / result.seconds,
@@ -177,7 +188,7 @@ def pool_aggregate(pool: DevicePool, k: int, args: argparse.Namespace) -> float:
 
     def child(seed: int) -> None:
         with pool.slot() as slot:
-            slot.measure(SmallCNN(), (3, 32, 32), 1)
+            slot.measure(SmallCNN(pool_each=args.pool_each), (3, 32, 32), 1)
             barrier.wait()
             results.append(
                 slot.fit(seed=seed, on_epoch=lambda e, a: None, **fit_kwargs(args, args.epochs))
@@ -211,6 +222,7 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=4)
     parser.add_argument("--slots", default="1,2,4,8", help="children at once, for (c)")
     parser.add_argument("--compile", action="store_true", help="also measure (d)")
+    parser.add_argument("--pool-each", action="store_true", help="pool after every conv")
     parser.add_argument("--out", type=Path, help="write the results here (JSON + table)")
     args = parser.parse_args()
     device = torch.device(args.device)
