@@ -28,7 +28,7 @@ import optuna
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["HypervolumePoint", "bounds_of", "history", "hypervolume", "losses"]
+__all__ = ["HypervolumePoint", "bounds_of", "history", "hypervolume", "losses", "volume"]
 
 Bounds = Mapping[str, tuple[float, float]]
 
@@ -61,7 +61,7 @@ def hypervolume(study: optuna.Study, *, bounds: Bounds | None = None) -> float:
     if not trials:
         return 0.0
     bounds = dict(bounds_of(study)) | dict(bounds or {})
-    return _volume(losses(study, trials, bounds))
+    return volume(losses(study, trials, bounds))
 
 
 def history(study: optuna.Study, *, bounds: Bounds | None = None) -> list[HypervolumePoint]:
@@ -89,9 +89,9 @@ def history(study: optuna.Study, *, bounds: Bounds | None = None) -> list[Hyperv
     for trial in finished:
         if trial.number in feasible:
             front.append(trial)
-        volume = _volume(losses(study, front, bounds)) if front else 0.0
+        dominated = volume(losses(study, front, bounds)) if front else 0.0
         seconds = (trial.datetime_complete - start).total_seconds()
-        points.append(HypervolumePoint(trial.number, seconds, volume))
+        points.append(HypervolumePoint(trial.number, seconds, dominated))
     return points
 
 
@@ -152,7 +152,15 @@ def _feasible(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in complete if all(v <= 0 for v in t.constraints.values())]
 
 
-def _volume(loss_values: np.ndarray) -> float:
+def volume(loss_values: np.ndarray) -> float:
+    """The volume of the unit box dominated by rows of normalized losses in ``[0, 1]``
+    (reference point 1 in every objective).
+
+    Example:
+        >>> import numpy as np
+        >>> volume(np.array([[0.5, 0.5], [0.0, 0.75]]))
+        0.375
+    """
     # Optuna has no public hypervolume function; its private one is used here only, and
     # tests/test_hypervolume.py checks it against hand-computed volumes.
     from optuna._hypervolume import compute_hypervolume
