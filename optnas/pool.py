@@ -378,7 +378,7 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         conn.send(("epoch", epoch, accuracy))
-        if conn.recv()[0] == "stop":
+        if conn.recv()[0] != "go":  # "stop", or "close" from a pool shutting down
             raise _Stopped
 
     while True:
