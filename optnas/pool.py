@@ -202,11 +202,11 @@ class DevicePool:
                 f"A pool needs devices and trials_per_device >= 1, but got {list(devices)} "
                 f"and {trials_per_device}."
             )
-        # A worker pins its device; plain "cuda" means the current one.
+        # A worker pins its device; plain "cuda" means the current one (without starting
+        # CUDA here, where no child trains).
+        current = torch.cuda.current_device() if torch.cuda.is_initialized() else 0
         devices = [
-            torch.device("cuda", torch.cuda.current_device())
-            if d.type == "cuda" and d.index is None
-            else d
+            torch.device("cuda", current) if d.type == "cuda" and d.index is None else d
             for d in map(torch.device, devices)
         ]
         self.size = len(devices) * trials_per_device
