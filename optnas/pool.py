@@ -94,7 +94,7 @@ def default_trials_per_device(devices: Sequence[torch.device]) -> int:
     return max(1, min(8, (os.cpu_count() or 1) // len(devices)))
 
 
-def measure_on(
+def _measure_on(
     model: nn.Module, device: torch.device, input_shape: tuple[int, ...], batch_size: int
 ) -> tuple[nn.Module, Measurement]:
     """``model`` moved to ``device`` and its :data:`Measurement` there."""
@@ -104,7 +104,7 @@ def measure_on(
     return model, (counts, tuple(out.shape), ms)
 
 
-def seeded_fit(
+def _seeded_fit(
     model: nn.Module, train: Split, val: Split, device: torch.device, seed: int, **kwargs: Any
 ) -> TrainResult:
     """:func:`optnas.train.fit` with the global RNGs (dropout) seeded by ``seed`` and
@@ -149,7 +149,7 @@ class LocalRunner:
     def measure(
         self, model: nn.Module, input_shape: tuple[int, ...], latency_batch_size: int
     ) -> Measurement:
-        self._model, measurement = measure_on(model, self.device, input_shape, latency_batch_size)
+        self._model, measurement = _measure_on(model, self.device, input_shape, latency_batch_size)
         return measurement
 
     def fit(
@@ -157,7 +157,7 @@ class LocalRunner:
     ) -> TrainResult:
         if self._model is None:
             raise RuntimeError("measure() a network before fit().")
-        return seeded_fit(
+        return _seeded_fit(
             self._model, self.train, self.val, self.device, seed, on_epoch=on_epoch, **kwargs
         )
 
@@ -390,12 +390,14 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
             if message[0] == "measure":
                 _, data, input_shape, batch_size = message
                 loaded = torch.load(io.BytesIO(data), weights_only=False)
-                model, measurement = measure_on(loaded, device, input_shape, batch_size)
+                model, measurement = _measure_on(loaded, device, input_shape, batch_size)
                 conn.send(("ok", measurement))
             else:  # "fit": train the network measured last
                 _, seed, kwargs = message
                 trained, model = model, None
-                result = seeded_fit(trained, train, val, device, seed, on_epoch=on_epoch, **kwargs)
+                result = _seeded_fit(
+                    trained, train, val, device, seed, on_epoch=on_epoch, **kwargs
+                )
                 trained = None
                 conn.send(("ok", result))
         except _Stopped:
