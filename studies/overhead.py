@@ -105,7 +105,7 @@ def optnas_study(
         pruner=make_pruner(),
         storage=f"sqlite:///{folder / 'overhead.db'}",
         study_name="overhead",
-        device="cpu",
+        devices="cpu",
         seed=0,
         dedup=False,  # the plain loop trains every trial, repeats included
     )
