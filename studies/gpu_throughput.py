@@ -154,25 +154,14 @@ def fit_kwargs(args: argparse.Namespace, epochs: int) -> dict:
 def optnas_one(train: tuple, val: tuple, args: argparse.Namespace, *, compile: bool) -> dict:
     """(b), or (d) with ``compile``: one child with ``optnas.train.fit``."""
     device = torch.device(args.device)
-    warm = fit(
-        SmallCNN(pool_each=args.pool_each), train, val, device=device, **fit_kwargs(args, 1)
-    )  # autotune
-    first = fit(
-        SmallCNN(pool_each=args.pool_each),
-        train,
-        val,
-        device=device,
-        compile=compile,
-        **fit_kwargs(args, 1),
-    )
-    result = fit(
-        SmallCNN(pool_each=args.pool_each),
-        train,
-        val,
-        device=device,
-        compile=compile,
-        **fit_kwargs(args, args.epochs),
-    )
+
+    def child(epochs: int, compiled: bool) -> object:
+        model = SmallCNN(pool_each=args.pool_each)
+        return fit(model, train, val, device=device, compile=compiled, **fit_kwargs(args, epochs))
+
+    warm = child(1, False)  # cuDNN autotuning and first-use costs, outside the timing
+    first = child(1, compile)  # with compile: the compilation
+    result = child(args.epochs, compile)
     return {
         "images_per_s": result.images / result.seconds,
         "first_epoch_s": first.seconds,

@@ -85,3 +85,12 @@ def hog_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     if trial.suggest_categorical("kind", ["ok", "hog"]) == "hog":
         return HogsMemory(spec)
     return FailsInTraining(spec, "ok")
+
+
+def enqueued_study(tmp_path, name: str, params: list[dict], directions=("maximize",)) -> str:
+    """A fresh SQLite study holding ``params`` as enqueued trials; returns its storage URL."""
+    url = f"sqlite:///{tmp_path}/{name}.db"
+    study = optuna.create_study(storage=url, study_name=name, directions=list(directions))
+    for p in params:
+        study.enqueue_trial(p)
+    return url

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import optuna
 import pytest
 import torch
-from conftest import hog_space, tiny_space
+from conftest import enqueued_study, hog_space, tiny_space
 
 import optnas
 from optnas.cost import latency
@@ -77,10 +76,8 @@ def test_pool_on_cuda_trains_the_asked_count_in_parallel(tmp_path):
 
 
 def test_cuda_out_of_memory_fails_its_trial_and_frees_the_slot(tmp_path):
-    url = f"sqlite:///{tmp_path}/oom.db"
-    study = optuna.create_study(storage=url, study_name="oom", direction="maximize")
-    for kind in ["hog", "hog", "ok", "ok", "ok", "ok"]:
-        study.enqueue_trial({"kind": kind})
+    kinds = ["hog", "hog", "ok", "ok", "ok", "ok"]
+    url = enqueued_study(tmp_path, "oom", [{"kind": k} for k in kinds])
     study = optnas.search(
         hog_space,
         "digits",

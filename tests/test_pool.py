@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from conftest import failing_space, tiny_space
+from conftest import enqueued_study, failing_space, tiny_space
 from torch import nn
 
 import optnas
-
-
-def _study_with(tmp_path, name: str, params: list[dict], directions=("maximize",)) -> str:
-    """A fresh study holding ``params`` as enqueued trials; returns its storage URL."""
-    url = f"sqlite:///{tmp_path}/{name}.db"
-    study = optuna.create_study(storage=url, study_name=name, directions=list(directions))
-    for p in params:
-        study.enqueue_trial(p)
-    return url
 
 
 def test_pool_records_what_one_trial_at_a_time_records(tmp_path):
     widths = [{"width": w} for w in (4, 8, 8, 4)]
     studies = []
     for name, slots in (("pool", 2), ("sequential", 1)):
-        url = _study_with(tmp_path, name, widths)
+        url = enqueued_study(tmp_path, name, widths)
         studies.append(
             optnas.search(
                 tiny_space,
@@ -50,7 +41,7 @@ def test_pool_records_what_one_trial_at_a_time_records(tmp_path):
 
 def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
     kinds = ["oom", "ok", "crash", "ok", "ok", "ok"]
-    url = _study_with(tmp_path, "fails", [{"kind": k} for k in kinds])
+    url = enqueued_study(tmp_path, "fails", [{"kind": k} for k in kinds])
     study = optnas.search(
         failing_space,
         "digits",
