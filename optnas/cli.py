@@ -16,6 +16,8 @@ __all__ = ["main"]
 DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")
 DEFAULT_TRIALS = 25
 DEFAULT_EPOCHS = 10
+SAMPLER_NAMES = ("auto", "tpe", "gp", "nsga2", "random", "evolution", "controller")
+NB201_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_EPOCHS,
         help=f"epochs per child training (default: {DEFAULT_EPOCHS})",
     )
-    search.add_argument("--sampler", default="tpe", help="tpe, gp, nsga2, random (default: tpe)")
+    search.add_argument(
+        "--sampler",
+        default="auto",
+        help=f"{', '.join(SAMPLER_NAMES)} (default: auto: optnas's cost-aware Gaussian process)",
+    )
     search.add_argument(
         "--pruner",
         default="auto",
@@ -166,7 +172,96 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a study's best (Pareto-optimal) trials")
     show.set_defaults(run=_show)
     _add_study_arguments(show)
+    _add_bench(commands)
     return parser
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="compare samplers on a tabular benchmark (NAS-Bench-201)",
+        description="Simulate searches on the NAS-Bench-201 table under the paper's protocol "
+        "(12-epoch validation accuracy as the signal, 12/200 of the training time per "
+        "evaluation, a budget in simulated seconds) and print, per sampler, the mean ± std "
+        "over runs of the 200-epoch test accuracy of the cell with the best signal.",
+    )
+    bench.set_defaults(run=_bench)
+    bench.add_argument("benchmark", choices=("nb201",), help="the benchmark: nb201")
+    bench.add_argument("--table", help="the table's CSV (default: $OPTNAS_NB201_TABLE or "
+                       "shared/benchmarks/nb201/nb201.csv beside the checkout)")  # fmt: skip
+    bench.add_argument("--dataset", default="cifar10", choices=NB201_DATASETS)
+    bench.add_argument(
+        "--sampler",
+        default="auto",
+        help=f"one or more of {', '.join(SAMPLER_NAMES)}, comma-separated (default: auto)",
+    )
+    bench.add_argument("--runs", type=_positive_int, default=10, help="runs per sampler")
+    bench.add_argument(
+        "--budget", type=_positive_float, default=12_000.0, help="simulated seconds (12000)"
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seed of the first run (0)")
+    bench.add_argument(
+        "--curve", action="store_true", help="also print the mean result over the budget"
+    )
+    bench.add_argument(
+        "--no-costs",
+        dest="costs",
+        action="store_false",
+        help="do not give auto the cells' parameter counts (search() without a cost oracle)",
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import optuna
+
+    from optnas.bench import nb201
+
+    names = [n.strip() for n in args.sampler.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SAMPLER_NAMES]
+    if unknown or not names:
+        raise ValueError(
+            f"Unknown sampler {unknown[:1] or names}; valid names: {', '.join(SAMPLER_NAMES)}."
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    table = nb201.Table.load(args.table, args.dataset)
+    print(f"NAS-Bench-201 {args.dataset}: {args.runs} runs per sampler, budget "
+          f"{args.budget:,.0f} s, seeds {args.seed}..{args.seed + args.runs - 1}")  # fmt: skip
+    print("| sampler | test accuracy (%) | at half budget | evaluations | sampling ms/trial |")
+    print("| --- | --- | --- | --- | --- |")
+    results = {}
+    for name in names:
+        runs = nb201.compare([name], table, runs=args.runs, budget=args.budget,
+                             seed=args.seed, costs=args.costs)[name]  # fmt: skip
+        results[name] = runs
+        print(_bench_row(name, runs, args.budget), flush=True)
+    if args.curve:
+        print(_bench_curve(results, args.budget))
+    return 0
+
+
+def _bench_row(name: str, runs: list[Any], budget: float) -> str:
+    import statistics
+
+    final = [r.result for r in runs]
+    half = [r.reported_at(budget / 2) for r in runs]
+    spread = statistics.stdev(final) if len(final) > 1 else 0.0
+    evaluations = statistics.mean(len(r.spent) for r in runs)
+    ms = 1000 * sum(r.sampling_seconds for r in runs) / sum(len(r.spent) for r in runs)
+    return (f"| {name} | {statistics.mean(final):.2f} ± {spread:.2f} | "
+            f"{statistics.mean(half):.2f} | {evaluations:.0f} | {ms:.1f} |")  # fmt: skip
+
+
+def _bench_curve(results: dict[str, list[Any]], budget: float) -> str:
+    import statistics
+
+    steps = [budget * f for f in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)]
+    lines = ["", "Mean test accuracy (%) of the best cell so far, by simulated seconds spent:",
+             "| sampler | " + " | ".join(f"{s:,.0f}" for s in steps) + " |",
+             "| --- |" + " --- |" * len(steps)]  # fmt: skip
+    for name, runs in results.items():
+        cells = [statistics.mean(r.reported_at(s) for r in runs) for s in steps]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser) -> None:

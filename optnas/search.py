@@ -16,6 +16,8 @@ import optuna
 
 from optnas.cost import METRICS
 from optnas.errors import SearchError, StorageError
+from optnas.samplers import SamplerName
+from optnas.samplers import create as create_sampler
 
 if TYPE_CHECKING:
     from optnas.data import Dataset
@@ -24,9 +26,7 @@ __all__ = [
     "COSTS",
     "OBJECTIVES",
     "PRUNERS",
-    "SAMPLERS",
     "create_pruner",
-    "create_sampler",
     "default_storage",
     "open_study",
     "search",
@@ -36,11 +36,9 @@ COSTS = (*METRICS, "latency")
 """Costs measured before training: objectives to minimize and possible budgets."""
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", **{m: "minimize" for m in COSTS}}
 """Objective names and their directions."""
-SAMPLERS = ("tpe", "gp", "nsga2", "random")
 PRUNERS = ("auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none")
 STUDIES_DIR = Path("studies")
 
-SamplerName = Literal["tpe", "gp", "nsga2", "random"]
 PrunerName = Literal["auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none"]
 AugmentName = Literal["auto", "none", "crop", "flip", "crop+flip"]
 
@@ -59,7 +57,7 @@ def search(
     label_smoothing: float = 0.0,
     augment: AugmentName = "auto",
     autotune: bool = False,
-    sampler: SamplerName | optuna.samplers.BaseSampler = "tpe",
+    sampler: SamplerName | optuna.samplers.BaseSampler = "auto",
     pruner: PrunerName | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
@@ -105,7 +103,10 @@ def search(
             the dataset's default (``crop+flip`` for CIFAR, Fashion-MNIST and image folders,
             ``crop`` for MNIST, none for digits and features).
         autotune: cuDNN autotuning in each child (see :func:`optnas.train.fit`).
-        sampler: ``"tpe"``, ``"gp"``, ``"nsga2"``, ``"random"`` or any Optuna sampler.
+        sampler: A name of :data:`optnas.samplers.SAMPLERS` (resolved by
+            :func:`optnas.samplers.create`; ``"auto"``: optnas's cost-aware Gaussian
+            process, told which architectures are the same network by the space's key) or
+            any Optuna sampler.
         pruner: ``"auto"`` (``"median"`` with one objective, ``"pareto"`` with several),
             ``"median"``, ``"hyperband"``, ``"sha"`` (Optuna's; one objective only),
             ``"pareto"``, ``"pareto-halving"`` (:mod:`optnas.pruners`; any number of
@@ -189,7 +190,13 @@ def search(
         )
     space_fn = spaces.get(space, dataset.spec)
     parallel = len(device_list) * slots > 1
-    sampler_obj = create_sampler(sampler, seed=seed, parallel=parallel)
+    sampler_obj = create_sampler(
+        sampler,
+        directions=directions,
+        seed=seed,
+        parallel=parallel,
+        key=_safe_key(space_fn),
+    )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
     study = open_study(
@@ -284,32 +291,18 @@ def resolve_objectives(objectives: Sequence[str]) -> list[str]:
     return [OBJECTIVES[o] for o in objectives]
 
 
-def create_sampler(
-    sampler: str | optuna.samplers.BaseSampler,
-    *,
-    seed: int | None = None,
-    parallel: bool = False,
-) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler for a name in :data:`SAMPLERS`, or ``sampler`` itself.
+def _safe_key(space: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """The space's key of an architecture, or None where ``params`` do not make one whole
+    (a sampler's candidates hold only the choices every trial shares)."""
+    from optnas import spaces
 
-    With ``parallel``, TPE treats running trials as bad ("constant liar"), so that trials
-    started together do not all propose the same architecture.
+    def key(params: Mapping[str, Any]) -> Any:
+        try:
+            return spaces.key(space, params)
+        except (KeyError, ValueError, TypeError, IndexError):
+            return None
 
-    Example:
-        >>> type(create_sampler("tpe", seed=0)).__name__
-        'TPESampler'
-    """
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
-    if sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"Unknown sampler {sampler!r}; valid names: {', '.join(SAMPLERS)}.")
+    return key
 
 
 def create_pruner(

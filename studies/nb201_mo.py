@@ -4,10 +4,16 @@ Objectives: the 12-epoch validation accuracy (the paper's search signal; maximiz
 parameter count and the benchmark's measured latency (minimized), all looked up in the
 table (``../shared/benchmarks/nb201/nb201.csv`` beside the clone, or ``--table``). Each run
 stops after ``--trainings`` trainings (100): for Optuna's samplers used plainly every trial
-is a training, repeats included; ``optnas`` (today's default: TPE) and ``costaware``
-(:class:`optnas.samplers.CostAwareSampler`, given the table's costs as a search would
-measure them before training) prune, untrained, a cell whose canonical key (the same
-computation) was already trained, and count only trainings.
+is a training, repeats included. ``optnas`` is the default, ``optnas.samplers.create("auto")``
+(:class:`optnas.samplers.CostAwareSampler`), given the table's costs as known before
+training; ``optnas-learned`` is the same sampler as ``search()`` makes it, without a cost
+oracle: it predicts a candidate's costs from the costs the study recorded. Neither is given
+the space's canonical key, which ``search()`` passes: in this table two cells that build
+the same network (an operation whose output nothing uses) can differ in parameters and
+latency, since the benchmark's networks keep such dead operations, and skipping one of
+them would hide a cheaper point of the front. Both prune, untrained, a cell whose
+canonical key was already trained (``search()``'s duplicate check), and count only
+trainings.
 
 The score of a run is its hypervolume ratio: the hypervolume of its Pareto front over that
 of the table's true front, both on the same normalized losses (error and log-costs scaled
@@ -32,20 +38,21 @@ import optuna
 
 from optnas.bench import nb201
 from optnas.hypervolume import volume
-from optnas.samplers import CostAwareSampler
-from optnas.search import create_sampler
+from optnas.samplers import create
 from optnas.spaces import nb201 as nb201_space
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 SAMPLERS: dict[str, Callable[[int, nb201.Table], optuna.samplers.BaseSampler]] = {
-    "optnas": lambda seed, table: create_sampler("tpe", seed=seed),
-    "costaware": lambda seed, table: CostAwareSampler(costs=_costs(table), seed=seed),
+    "optnas": lambda seed, table: create(
+        "auto", directions=DIRECTIONS, seed=seed, costs=_costs(table)
+    ),
+    "optnas-learned": lambda seed, table: create("auto", directions=DIRECTIONS, seed=seed),
     "tpe": lambda seed, table: optuna.samplers.TPESampler(seed=seed),
     "nsga2": lambda seed, table: optuna.samplers.NSGAIISampler(seed=seed),
     "gp": lambda seed, table: optuna.samplers.GPSampler(seed=seed),
     "random": lambda seed, table: optuna.samplers.RandomSampler(seed=seed),
 }
-DEDUP = ("optnas", "costaware")
+DEDUP = ("optnas", "optnas-learned")
 
 
 def _costs(table: nb201.Table) -> Callable[[dict], dict[str, float]]:

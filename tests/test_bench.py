@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import optuna
 import pytest
 
 from optnas.bench import nb201
+from optnas.samplers import SAMPLERS
 
 HEADER = "index,arch_str,ops6,c10_test200_fulltrain,c100_test200,in16_test200,c10valid_val200,c10valid_test200,c100_val200,in16_val200,c10valid_train_time200_s,c10valid_val12,c100_val12,in16_val12,c10_test12,c10_params_M,c10_latency_s,c100_params_M,c100_latency_s,in16_params_M,in16_latency_s\n"  # noqa: E501
 ROWS = (
@@ -59,3 +63,62 @@ def test_bad_tables_and_datasets_are_named(tmp_path, table_file):
     other.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="is not a NAS-Bench-201 table"):
         nb201.Table.load(other)
+
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
+
+
+def _synthetic_row(index: int, ops: tuple[str, ...]) -> str:
+    """A cell whose 12-epoch accuracy grows with its 3x3 convolutions; its test accuracy
+    prefers 1x1 ones, so the reported result is not the signal."""
+    val12 = 50 + 5 * ops.count("nor_conv_3x3") + 2 * ops.count("nor_conv_1x1")
+    test200 = 80 + ops.count("nor_conv_1x1") + 0.1 * ops.count("nor_conv_3x3")
+    arch = "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops)
+    digits = "".join(str(OPS.index(o)) for o in ops)
+    fields = [index, arch, digits, test200, 0, 0, 0, 0, 0, 0, 2000, val12, 0, 0, 0]
+    return ",".join(map(str, fields + [1.0, 0.01, 1.0, 0.01, 1.0, 0.01])) + "\n"
+
+
+@pytest.fixture(scope="module")
+def full_table(tmp_path_factory):
+    """Every cell of the space, each costing 2000 * 12 / 200 = 120 simulated seconds."""
+    rows = [_synthetic_row(i, ops) for i, ops in enumerate(itertools.product(OPS, repeat=6))]
+    path = tmp_path_factory.mktemp("nb201") / "nb201.csv"
+    path.write_text(HEADER + "".join(rows))
+    return nb201.Table.load(path)
+
+
+def test_a_run_spends_the_budget_and_reports_the_test_accuracy_of_the_best_signal(
+    full_table,
+):
+    evaluated = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):
+            evaluated.append(full_table.lookup(trial.params))
+
+    run = nb201.simulate(Recording(seed=0), full_table, budget=11_950)
+    assert len(run.spent) == len(evaluated) == 100  # the evaluation crossing the budget counts
+    assert run.spent[-1] == pytest.approx(12_000)
+    best = max(evaluated, key=lambda row: full_table.val12[row])
+    assert run.result == full_table.test200[best]
+    assert run.reported_at(120) == full_table.test200[evaluated[0]]
+    assert np.isnan(run.reported_at(119))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_runs_the_protocol(full_table, name):
+    runs = nb201.compare([name], full_table, runs=2, budget=1_200, seed=3)[name]
+    assert [len(r.spent) for r in runs] == [10, 10]
+    assert all(80 <= r.result <= 87 for r in runs)
+
+
+def test_auto_finds_the_best_signal_of_the_space(full_table):
+    run = nb201.simulate(nb201.create_sampler("auto", full_table, seed=0), full_table)
+    assert run.result == pytest.approx(80.6)  # all six edges 3x3 convolutions
+
+
+def test_a_budget_must_be_positive(full_table):
+    with pytest.raises(ValueError, match="budget must be positive"):
+        nb201.simulate(optuna.samplers.RandomSampler(), full_table, budget=0)

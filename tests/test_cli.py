@@ -71,10 +71,12 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["search", "--sampler", "bogus"], "Unknown sampler 'bogus'; valid names: tpe"),
+        (["search", "--sampler", "bogus"], "Unknown sampler 'bogus'; valid names: auto, tpe"),
         (["search", "--objectives", "accuracy,speed"], "Unknown objective 'speed'"),
         (["search", "--budget", "energy=3"], "Unknown budget 'energy'"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
+        (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler ['bogus']"),
+        (["bench", "nb201", "--table", "missing.csv"], "No NAS-Bench-201 table at missing.csv"),
     ],
 )
 def test_bad_values_exit_1_with_one_line(in_tmp, capsys, argv, message):
@@ -114,3 +116,19 @@ def test_console_script_help_is_fast_and_lists_commands():
         timeout=60,
     )
     assert check.stdout.strip() == "False"
+
+
+def test_bench_prints_one_row_per_sampler_and_the_curve(tmp_path, capsys):
+    import itertools
+
+    from tests.test_bench import HEADER, OPS, _synthetic_row
+
+    table = tmp_path / "nb201.csv"
+    cells = itertools.product(OPS, repeat=6)
+    table.write_text(HEADER + "".join(_synthetic_row(i, c) for i, c in enumerate(cells)))
+    argv = ["bench", "nb201", "--table", str(table), "--sampler", "random,evolution"]
+    assert main([*argv, "--runs", "3", "--budget", "1000", "--curve"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs per sampler, budget 1,000 s" in out
+    assert "| random | " in out and "| evolution | " in out and " ± " in out
+    assert "by simulated seconds spent" in out and "| 1,000 |" in out

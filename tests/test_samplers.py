@@ -7,7 +7,13 @@ import itertools
 import optuna
 import pytest
 
-from optnas.samplers import CostAwareSampler
+from optnas.samplers import (
+    SAMPLERS,
+    ControllerSampler,
+    CostAwareSampler,
+    RegularizedEvolutionSampler,
+    create,
+)
 
 CHOICES = {"op": ["none", "pool", "conv3", "conv5"], "width": [8, 16, 32], "depth": [1, 2, 3]}
 PENALTY = {"none": 0.3, "pool": 0.2, "conv3": 0.0, "conv5": 0.05}
@@ -64,13 +70,50 @@ def test_it_finds_the_most_accurate_and_the_cheapest_architectures():
     assert len(front) >= 3
 
 
-def test_several_objectives_need_a_cost_function():
-    study = _study(CostAwareSampler(n_startup_trials=1, seed=0))
+def test_without_a_cost_function_costs_are_learned_from_the_recorded_ones():
+    study = _study(CostAwareSampler(n_startup_trials=5, seed=0))
+    for _ in range(20):  # of 36 architectures
+        trial = study.ask()
+        p = _suggest(trial)
+        study.tell(trial, [accuracy(p), params(p)])
+    cells = [dict(zip(CHOICES, c, strict=True)) for c in itertools.product(*CHOICES.values())]
+    assert max(t.values[0] for t in study.trials) == pytest.approx(max(map(accuracy, cells)))
+    assert min(t.values[1] for t in study.best_trials) == min(map(params, cells))
+
+
+def test_several_unnamed_objectives_need_a_cost_function():
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=CostAwareSampler(n_startup_trials=1)
+    )
     trial = study.ask()
     p = _suggest(trial)
     study.tell(trial, [accuracy(p), params(p)])
     with pytest.raises(ValueError, match="needs costs="):
         _suggest(study.ask())
+
+
+def test_architectures_with_the_same_key_are_proposed_once():
+    # "width" does not change the network here: only op and depth make it.
+    sampler = CostAwareSampler(key=lambda p: (p["op"], p["depth"]), n_startup_trials=3, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        return accuracy(_suggest(trial))
+
+    study.optimize(objective, n_trials=3)
+    startup = {(t.params["op"], t.params["depth"]) for t in study.trials}
+    study.optimize(objective, n_trials=12 - len(startup))  # the networks left
+    modelled = [(t.params["op"], t.params["depth"]) for t in study.trials[3:]]
+    assert len(set(modelled)) == len(modelled)
+    assert not startup & set(modelled)
+
+
+def test_small_integer_choices_are_modelled():
+    sampler = CostAwareSampler(n_startup_trials=4, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: -abs(t.suggest_int("n", 0, 10, step=2) - 6), n_trials=10)
+    assert study.best_value == 0
+    assert "n" in sampler.infer_relative_search_space(study, study.trials[-1])
 
 
 def test_other_parameters_are_left_to_the_independent_sampler():
@@ -85,3 +128,32 @@ def test_other_parameters_are_left_to_the_independent_sampler():
     study.optimize(objective, n_trials=8)
     assert all(1e-3 <= t.params["lr"] <= 1e-1 for t in study.trials)
     assert study.best_params["op"] == "conv3"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("auto", CostAwareSampler),
+        ("tpe", optuna.samplers.TPESampler),
+        ("gp", optuna.samplers.GPSampler),
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("evolution", RegularizedEvolutionSampler),
+        ("controller", ControllerSampler),
+    ],
+)
+def test_every_name_creates_its_sampler_and_it_searches(name, kind):
+    sampler = create(name, directions=["maximize"], seed=0)
+    assert isinstance(sampler, kind) and set(SAMPLERS) >= {name}
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: accuracy(_suggest(t)), n_trials=12)
+    assert len(study.trials) == 12 and study.best_value > 0
+
+
+def test_create_passes_a_sampler_through_and_names_what_is_wrong():
+    tpe = optuna.samplers.TPESampler()
+    assert create(tpe, directions=["maximize"]) is tpe
+    with pytest.raises(ValueError, match="Unknown sampler 'bayes'; valid names: auto, tpe"):
+        create("bayes", directions=["maximize"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'maximize' or 'minimize' each, but got \\['max'\\]"):
+        create("tpe", directions=["max"])

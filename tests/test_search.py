@@ -262,7 +262,7 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
             {"objectives": ("accuracy", "energy")},
             "Unknown objective 'energy'; valid names: accuracy, params, flops, macs, latency",
         ),
-        ({"sampler": "cmaes"}, "Unknown sampler 'cmaes'; valid names: tpe, gp, nsga2, random"),
+        ({"sampler": "cmaes"}, "Unknown sampler 'cmaes'; valid names: auto, tpe, gp, nsga2"),
         (
             {"pruner": "patient"},
             "Unknown pruner 'patient'; valid names: auto, median, hyperband, sha, pareto",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,22 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from optnas.spaces._nb201 import EDGES, OPS, parse
+from optnas.spaces._nb201 import EDGES, OPS, canonical, parse
 
-__all__ = ["DATASETS", "EDGES", "OPS", "Table", "default_table", "parse", "suggest"]
+__all__ = [
+    "BUDGET",
+    "DATASETS",
+    "EDGES",
+    "OPS",
+    "Run",
+    "Table",
+    "compare",
+    "create_sampler",
+    "default_table",
+    "parse",
+    "simulate",
+    "suggest",
+]
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 """The datasets of the table."""
@@ -42,6 +56,10 @@ _COLUMNS = {
     "ImageNet16-120": ("in16_val12", "in16_test200", "in16_params_M", "in16_latency_s"),
 }
 _TRAIN_TIME = "c10valid_train_time200_s"
+BUDGET = 12_000.0
+"""The paper's search budget in simulated seconds (about 110 evaluations on CIFAR-10)."""
+EVALUATION_EPOCHS = 12
+"""Epochs of the search signal; an evaluation costs this share of the 200-epoch training."""
 _NAMES = tuple(f"{to}<-{src}" for to, src in EDGES)
 
 
@@ -153,3 +171,128 @@ class Table:
 
 def _ops_key(cell: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(cell[name] for name in _NAMES)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One simulated search under the paper's protocol.
+
+    Attributes:
+        spent: Simulated seconds spent after each evaluation (increasing).
+        reported: After each evaluation, the reported accuracy (``test200``) of the cell
+            with the best search signal so far.
+        sampling_seconds: Wall time the sampler took, in all.
+    """
+
+    spent: np.ndarray
+    reported: np.ndarray
+    sampling_seconds: float
+
+    @property
+    def result(self) -> float:
+        """The reported accuracy at the end of the budget."""
+        return float(self.reported[-1])
+
+    def reported_at(self, seconds: float) -> float:
+        """The reported accuracy once ``seconds`` of the budget were spent (NaN before the
+        first evaluation finished).
+
+        Example:
+            >>> Run(np.array([10.0, 30.0]), np.array([90.0, 93.0]), 0.0).reported_at(20)
+            90.0
+        """
+        done = int(np.searchsorted(self.spent, seconds, side="right"))
+        return float(self.reported[done - 1]) if done else float("nan")
+
+
+def simulate(sampler: optuna.samplers.BaseSampler, table: Table, *, budget: float = BUDGET) -> Run:
+    """Search ``table`` with ``sampler`` under the paper's protocol.
+
+    Each trial asks for a cell (:func:`suggest`) and is told its 12-epoch validation
+    accuracy; it costs 12/200 of the cell's 200-epoch training time. Trials are asked
+    while less than ``budget`` simulated seconds were spent (the evaluation that crosses
+    the budget counts, as in the paper's code); a cell asked again costs again. The result
+    is the 200-epoch test accuracy of the cell with the best validation accuracy.
+
+    Example:
+        >>> import optuna
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> table = Table.load()  # doctest: +SKIP
+        >>> run = simulate(optuna.samplers.RandomSampler(seed=0), table)  # doctest: +SKIP
+        >>> 90 < run.result < 94.4  # doctest: +SKIP
+        True
+    """
+    if budget <= 0:
+        raise ValueError(f"budget must be positive simulated seconds, but got {budget!r}.")
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    spent, reported, sampling = [], [], 0.0
+    total, best_signal, best_test = 0.0, -np.inf, float("nan")
+    while total < budget:
+        start = time.perf_counter()
+        trial = study.ask()
+        row = table.lookup(suggest(trial))
+        sampling += time.perf_counter() - start
+        total += table.train_seconds[row] * EVALUATION_EPOCHS / 200
+        if table.val12[row] > best_signal:
+            best_signal, best_test = table.val12[row], float(table.test200[row])
+        start = time.perf_counter()
+        study.tell(trial, float(table.val12[row]))
+        sampling += time.perf_counter() - start
+        spent.append(total)
+        reported.append(best_test)
+    return Run(np.array(spent), np.array(reported), sampling)
+
+
+def create_sampler(
+    name: str, table: Table, *, seed: int | None = None, costs: bool = True
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` as :func:`optnas.samplers.create` makes it for a search, given
+    what a search knows before training: which cells are the same network (the space's
+    canonical key) and, with ``costs``, each cell's parameter count (here from the table;
+    a search measures it on the built network).
+
+    Example:
+        >>> table = Table.load()  # doctest: +SKIP
+        >>> type(create_sampler("evolution", table, seed=0)).__name__  # doctest: +SKIP
+        'RegularizedEvolutionSampler'
+    """
+    from optnas.samplers import create
+
+    def params(cell: Mapping[str, str]) -> dict[str, float]:
+        return {"params": float(table.params[table.lookup(cell)])}
+
+    return create(
+        name,  # type: ignore[arg-type]
+        directions=["maximize"],
+        seed=seed,
+        costs=params if costs else None,
+        key=canonical,
+    )
+
+
+def compare(
+    names: list[str],
+    table: Table,
+    *,
+    runs: int,
+    budget: float = BUDGET,
+    seed: int = 0,
+    costs: bool = True,
+) -> dict[str, list[Run]]:
+    """``runs`` simulated searches per sampler name, run ``r`` seeded ``seed + r``.
+
+    Example:
+        >>> table = Table.load()  # doctest: +SKIP
+        >>> runs = compare(["random"], table, runs=3)  # doctest: +SKIP
+        >>> len(runs["random"])  # doctest: +SKIP
+        3
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, but got {runs!r}.")
+    return {
+        name: [
+            simulate(create_sampler(name, table, seed=seed + r, costs=costs), table, budget=budget)
+            for r in range(runs)
+        ]
+        for name in names
+    }

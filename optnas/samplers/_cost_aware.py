@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from optnas.samplers._base import choices
 
 __all__ = ["CostAwareSampler"]
 
 CostFn = Callable[[Mapping[str, Any]], Mapping[str, float]]
+KeyFn = Callable[[Mapping[str, Any]], Hashable]
+
+# An integer choice with at most this many values is modelled like a categorical one.
+_MAX_INT_CHOICES = 32
 
 
 class CostAwareSampler(optuna.samplers.BaseSampler):
@@ -21,27 +27,39 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
 
     In a NAS study every objective but accuracy (parameters, FLOPs, latency) is a cost that
     can be computed from the architecture without training it. This sampler models only the
-    accuracy: a Gaussian process on the one-hot encoded categorical choices (an RBF kernel
-    on their Hamming distance) predicts it for candidate architectures, and ``costs`` gives
-    their costs exactly. A candidate can join the Pareto front only by being more accurate
-    than every trained architecture that costs no more in every cost; the next trial is the
+    accuracy: a Gaussian process on the architecture's choices (an exponential kernel on
+    their Hamming distance, one length scale per choice fitted by marginal likelihood, plus
+    the log-costs as inputs when ``costs`` gives them) predicts it for candidate
+    architectures. A candidate can join the Pareto front only by being more accurate than
+    every trained architecture that costs no more in every cost; the next trial is the
     candidate with the largest expected improvement over that bar. With one objective the
     bar is the best accuracy so far (plain expected improvement).
 
+    The costs of a candidate come from ``costs`` when given; otherwise they are predicted
+    by a ridge regression of the log-costs the study has recorded (as objective values, or
+    as user attributes of the same name, which optnas sets on every trial, pruned or not).
+
     Candidates are ``n_candidates`` random architectures and every one-choice change of the
-    current front; architectures the study already holds are never proposed again. Until
-    ``n_startup_trials`` trials completed, and for parameters outside the categorical
-    choices every completed trial shares, ``independent_sampler`` decides.
+    current front (and two-choice changes of a front of one or two); architectures the
+    study already holds, or that ``key`` says are the same network as one it holds, are
+    never proposed. Until ``n_startup_trials`` trials completed, and for parameters outside
+    the categorical (and small integer) choices every completed trial shares,
+    ``independent_sampler`` decides.
 
     Args:
-        costs: ``costs(params) -> {objective name: value}`` for every objective but the
-            modelled one (names as in ``study.metric_names``); needed with several
-            objectives. Called once per distinct candidate (cached).
+        costs: ``costs(params) -> {name: value}``: known costs of an architecture. Values
+            named like the study's cost objectives (``study.metric_names``) are used as
+            those objectives; all of them are inputs of the model. Called once per
+            distinct candidate (cached).
+        key: ``key(params) -> hashable``: architectures with equal keys are the same
+            network (e.g. :func:`optnas.spaces.key`); candidates equal to a trial already
+            in the study are skipped. Return ``None`` when a key cannot be computed.
         objective: The metric name of the modelled objective; by default ``"accuracy"``
             if the study names its metrics so, else the first objective.
         n_startup_trials: Completed trials before the model is used.
         n_candidates: Random candidates scored per trial.
-        length_scale: Hamming distance over which the kernel falls to 1/e.
+        length_scale: Starting point (and centre of a weak prior) of each choice's length
+            scale, in Hamming distance.
         seed: Seed of the candidates and of the default independent sampler.
         independent_sampler: Sampler of the startup trials and of other parameters
             (default: ``RandomSampler(seed)``).
@@ -64,6 +82,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self,
         *,
         costs: CostFn | None = None,
+        key: KeyFn | None = None,
         objective: str | None = None,
         n_startup_trials: int = 10,
         n_candidates: int = 1000,
@@ -71,7 +90,14 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         seed: int | None = None,
         independent_sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
+        counts = {"n_startup_trials": n_startup_trials, "n_candidates": n_candidates}
+        for name, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, but got {value!r}.")
+        if not length_scale > 0:
+            raise ValueError(f"length_scale must be positive, but got {length_scale!r}.")
         self.costs = costs
+        self.key = key
         self.objective = objective
         self.n_startup_trials = n_startup_trials
         self.n_candidates = n_candidates
@@ -79,7 +105,10 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._space = optuna.search_space.IntersectionSearchSpace()
-        self._cost_cache: dict[tuple, np.ndarray] = {}
+        self._cost_cache: dict[tuple, dict[str, float]] = {}
+        self._key_cache: dict[tuple, Hashable] = {}
+        self._theta: np.ndarray | None = None
+        self._fitted_at = 0
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
@@ -89,7 +118,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         space = self._space.calculate(study)
-        return {n: d for n, d in space.items() if isinstance(d, CategoricalDistribution)}
+        return {n: d for n, d in space.items() if choices(d, _MAX_INT_CHOICES) is not None}
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -103,26 +132,22 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         ]
         if len(done) < self.n_startup_trials:
             return {}
-        names = sorted(search_space)
-        choices = [search_space[n].choices for n in names]  # type: ignore[attr-defined]
+        arch = _Encoding(search_space)
         target, cost_index = self._roles(study)
         loss = np.array([_loss(t, target, study.directions) for t in done])
-        trained = np.array([[c.index(t.params[n]) for n, c in zip(names, choices, strict=True)]
-                            for t in done])  # fmt: skip
-        cost_of = self._cost_function(study, cost_index, names, choices)
+        if not cost_index:
+            loss = _warp(loss)
+        trained = arch.encode([t.params for t in done])
         trained_costs = np.array([[_loss(t, i, study.directions) for i in cost_index]
                                   for t in done]).reshape(len(done), len(cost_index))  # fmt: skip
-        seen = {tuple(c.index(t.params[n]) if n in t.params else -1
-                      for n, c in zip(names, choices, strict=True))
-                for t in study.get_trials(deepcopy=False)}  # fmt: skip
-        candidates = self._candidates(choices, trained, loss, trained_costs, seen)
+        candidates = self._candidates(study, arch, trained, loss, trained_costs)
         if len(candidates) == 0:
             return {}
-        costs = np.array([cost_of(c) for c in candidates]).reshape(len(candidates), -1)
+        costs = self._candidate_costs(study, arch, cost_index, candidates)
         bar = _bar(costs, trained_costs, loss)
-        mean, std = self._predict(trained, loss, candidates, choices)
+        mean, std = self._predict(arch, trained, loss, candidates)
         best = candidates[int(np.argmax(_expected_improvement(bar, mean, std)))]
-        return {n: c[i] for n, c, i in zip(names, choices, best, strict=True)}
+        return arch.decode(best)
 
     def sample_independent(
         self,
@@ -133,6 +158,18 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     ) -> Any:
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
 
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._independent.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent.after_trial(study, trial, state, values)
+
     def _roles(self, study: optuna.Study) -> tuple[int, list[int]]:
         """The modelled objective's index and the cost objectives' indices."""
         names = study.metric_names or []
@@ -141,67 +178,224 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             raise ValueError(f"No objective named {wanted!r}; the study's are {names}.")
         target = names.index(wanted) if wanted is not None else 0
         others = [i for i in range(len(study.directions)) if i != target]
-        if others and self.costs is None:
+        if others and self.costs is None and not study.metric_names:
             raise ValueError(
-                "CostAwareSampler needs costs=... to know the costs of untrained candidates "
-                f"in a study with {len(study.directions)} objectives."
+                f"CostAwareSampler needs costs=... or the study's metric names "
+                f"(study.set_metric_names) to know the costs of untrained candidates in a "
+                f"study with {len(study.directions)} objectives."
             )
         return target, others
 
-    def _cost_function(
-        self, study: optuna.Study, index: list[int], names: list[str], choices: list[Sequence]
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        metric = study.metric_names or [str(i) for i in range(len(study.directions))]
-        signs = [1.0 if study.directions[i] == StudyDirection.MINIMIZE else -1.0 for i in index]
+    def _known_costs(self, arch: _Encoding, row: np.ndarray) -> dict[str, float]:
+        key = tuple(row.tolist())
+        if key not in self._cost_cache:
+            self._cost_cache[key] = dict(self.costs(arch.decode(row)))  # type: ignore[misc]
+        return self._cost_cache[key]
 
-        def cost_of(candidate: np.ndarray) -> np.ndarray:
-            key = tuple(candidate.tolist())
-            if key not in self._cost_cache:
-                params = {n: c[i] for n, c, i in zip(names, choices, candidate, strict=True)}
-                values = self.costs(params) if index else {}  # type: ignore[misc]
-                row = [s * float(values[metric[i]]) for s, i in zip(signs, index, strict=True)]
-                self._cost_cache[key] = np.array(row)
-            return self._cost_cache[key]
-
-        return cost_of
+    def _key(self, arch: _Encoding, row: np.ndarray) -> Hashable:
+        index = tuple(row.tolist())
+        if index not in self._key_cache:
+            self._key_cache[index] = self.key(arch.decode(row))  # type: ignore[misc]
+        return self._key_cache[index]
 
     def _candidates(
         self,
-        choices: list[Sequence],
+        study: optuna.Study,
+        arch: _Encoding,
         trained: np.ndarray,
         loss: np.ndarray,
         trained_costs: np.ndarray,
-        seen: set[tuple],
     ) -> np.ndarray:
-        sizes = np.array([len(c) for c in choices])
+        sizes = arch.sizes
         pool = (self._rng.random((self.n_candidates, len(sizes))) * sizes).astype(int)
         front = trained[_front(np.column_stack([loss, trained_costs]))]
-        neighbors = [
-            np.where(np.arange(len(sizes)) == p, v, row)
-            for row in front
-            for p in range(len(sizes))
-            for v in range(sizes[p])
-            if v != row[p]
-        ]
-        pool = np.concatenate([pool, np.array(neighbors).reshape(-1, len(sizes))])
-        unique = {tuple(row.tolist()) for row in pool} - seen
-        return np.array(sorted(unique), dtype=int).reshape(-1, len(sizes))
+        near = _neighbors(front, sizes)
+        if len(front) <= 2:
+            # One step from a lone incumbent is often a dead end; two steps (a few hundred
+            # networks) usually are not.
+            near = np.concatenate([near, _neighbors(near, sizes)])
+        held = [t.params for t in study.get_trials(deepcopy=False) if arch.covers(t.params)]
+        seen = {tuple(row) for row in arch.encode(held).tolist()}
+        unique = np.array(sorted({tuple(r) for r in np.concatenate([pool, near]).tolist()} - seen))
+        unique = unique.reshape(-1, len(sizes)).astype(int)
+        if self.key is None:
+            return unique
+        taken = {self._key(arch, row) for row in arch.encode(held)} - {None}
+        keep = []
+        for j, row in enumerate(unique):
+            k = self._key(arch, row)
+            if k is None or k not in taken:
+                keep.append(j)
+                taken.add(k)
+        return unique[keep]
+
+    def _candidate_costs(
+        self, study: optuna.Study, arch: _Encoding, index: list[int], candidates: np.ndarray
+    ) -> np.ndarray:
+        """The candidates' cost objectives as losses, known or predicted."""
+        if not index:
+            return np.zeros((len(candidates), 0))
+        metric = study.metric_names or [str(i) for i in range(len(study.directions))]
+        signs = np.array([1.0 if study.directions[i] == StudyDirection.MINIMIZE else -1.0
+                          for i in index])  # fmt: skip
+        names = [metric[i] for i in index]
+        if self.costs is not None:
+            known = [self._known_costs(arch, row) for row in candidates]
+            return np.array([[c[n] for n in names] for c in known], dtype=float) * signs
+        return _learned_costs(study, arch, names, candidates) * signs
 
     def _predict(
-        self, x: np.ndarray, y: np.ndarray, candidates: np.ndarray, choices: list[Sequence]
+        self, arch: _Encoding, x: np.ndarray, y: np.ndarray, candidates: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         mu, sd = y.mean(), y.std() + 1e-9
-        k = self._kernel(x, x) + 1e-2 * np.eye(len(x))
-        kc = self._kernel(candidates, x)
+        z = (y - mu) / sd
+        inputs, candidate_inputs = (x, None), (candidates, None)
+        if self.costs is not None:
+            known = np.log1p(np.abs([list(self._known_costs(arch, r).values()) for r in x]))
+            unknown = [list(self._known_costs(arch, r).values()) for r in candidates]
+            centre, scale = known.mean(0), known.std(0) + 1e-9
+            inputs = (x, (known - centre) / scale)
+            candidate_inputs = (candidates, (np.log1p(np.abs(unknown)) - centre) / scale)
+        distances = _distances(inputs, inputs)
+        theta = self._hyperparameters(distances, z)
+        weights, noise = np.exp(theta[:-1]), np.exp(theta[-1])
+        k = np.exp(-(distances @ weights)) + (noise + 1e-6) * np.eye(len(z))
         chol = np.linalg.cholesky(k)
-        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, (y - mu) / sd))
+        kc = np.exp(-(_distances(candidate_inputs, inputs) @ weights))
+        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
         v = np.linalg.solve(chol, kc.T)
         var = np.clip(1.0 - (v * v).sum(0), 1e-9, None)
         return mu + sd * (kc @ alpha), sd * np.sqrt(var)
 
-    def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        hamming = (a[:, None, :] != b[None, :, :]).sum(2)
-        return np.exp(-hamming / self.length_scale)
+    def _hyperparameters(self, distances: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Log weight per input (inverse length scale) and log noise, by maximum marginal
+        likelihood; refitted while the study is small, then each time it grew by a tenth
+        (a fit costs a Cholesky factorization many times over, a prediction once)."""
+        from scipy.optimize import minimize
+
+        n, dims = len(z), distances.shape[2]
+        previous = self._theta
+        if previous is not None and len(previous) != dims + 1:
+            previous = None
+        if previous is not None and n < self._fitted_at * 1.1:
+            return previous
+        prior = np.full(dims, -np.log(self.length_scale))
+        start = previous if previous is not None else np.append(prior, np.log(1e-2))
+        result = minimize(
+            _neg_log_likelihood,
+            start,
+            args=(distances, z, prior),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-5.0, 3.0)] * dims + [(np.log(1e-4), 0.0)],
+            options={"maxiter": 50},
+        )
+        self._theta, self._fitted_at = result.x, n
+        return result.x
+
+
+class _Encoding:
+    """Architectures of a relative search space as rows of choice indices."""
+
+    def __init__(self, space: Mapping[str, BaseDistribution]) -> None:
+        self.names = sorted(space)
+        self.choices = [choices(space[n], _MAX_INT_CHOICES) for n in self.names]
+        self.index = [{c: i for i, c in enumerate(ch)} for ch in self.choices]  # type: ignore[union-attr]
+        self.sizes = np.array([len(c) for c in self.choices])  # type: ignore[arg-type]
+
+    def covers(self, params: Mapping[str, Any]) -> bool:
+        pairs = zip(self.names, self.index, strict=True)
+        return all(n in params and params[n] in i for n, i in pairs)
+
+    def encode(self, params: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        rows = [[i[p[n]] for n, i in zip(self.names, self.index, strict=True)] for p in params]
+        return np.array(rows, dtype=int).reshape(len(rows), len(self.names))
+
+    def decode(self, row: np.ndarray) -> dict[str, Any]:
+        named = zip(self.names, self.choices, row.tolist(), strict=True)
+        return {n: c[i] for n, c, i in named}  # type: ignore[index]
+
+
+def _learned_costs(
+    study: optuna.Study, arch: _Encoding, names: list[str], candidates: np.ndarray
+) -> np.ndarray:
+    """Costs of untrained candidates, by ridge regression on one-hot choices of the costs
+    the study recorded (values of completed trials, user attributes of the others)."""
+    rows, targets = [], []
+    for trial in study.get_trials(deepcopy=False):
+        values = _recorded(trial, study, names)
+        if values is not None and arch.covers(trial.params):
+            rows.append(trial.params)
+            targets.append(values)
+    if not rows:
+        raise ValueError(
+            f"No trial recorded the costs {names}; pass costs=... to CostAwareSampler."
+        )
+    y = np.sign(targets) * np.log1p(np.abs(targets))
+    x, xc = _one_hot(arch.encode(rows), arch.sizes), _one_hot(candidates, arch.sizes)
+    centre = y.mean(0)
+    gram = x.T @ x + 1e-3 * np.eye(x.shape[1])
+    coef = np.linalg.solve(gram, x.T @ (y - centre))
+    predicted = xc @ coef + centre
+    return np.sign(predicted) * np.expm1(np.abs(predicted))
+
+
+def _recorded(trial: FrozenTrial, study: optuna.Study, names: list[str]) -> list[float] | None:
+    metric = study.metric_names or []
+    out = []
+    for name in names:
+        if trial.state == TrialState.COMPLETE and name in metric:
+            out.append(float(trial.values[metric.index(name)]))
+        elif isinstance(trial.user_attrs.get(name), (int, float)):
+            out.append(float(trial.user_attrs[name]))
+        else:
+            return None
+    return out
+
+
+def _one_hot(rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    out = np.zeros((len(rows), int(sizes.sum())))
+    out[np.arange(len(rows))[:, None], rows + offsets] = 1.0
+    return out
+
+
+def _distances(
+    a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]
+) -> np.ndarray:
+    """Per pair and input: 1 where a choice differs, the squared difference of a log-cost."""
+    choices = (a[0][:, None, :] != b[0][None, :, :]).astype(float)
+    if a[1] is None or b[1] is None:
+        return choices
+    return np.concatenate([choices, (a[1][:, None, :] - b[1][None, :, :]) ** 2], axis=2)
+
+
+def _neg_log_likelihood(
+    theta: np.ndarray, distances: np.ndarray, z: np.ndarray, prior: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """The GP's negative log marginal likelihood and its gradient, with a weak log-normal
+    prior on the weights (a few dozen trials cannot pin each length scale down)."""
+    weights, noise = np.exp(theta[:-1]), np.exp(theta[-1])
+    k_free = np.exp(-(distances @ weights))
+    try:
+        chol = np.linalg.cholesky(k_free + (noise + 1e-6) * np.eye(len(z)))
+    except np.linalg.LinAlgError:
+        return 1e10, np.zeros_like(theta)
+    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
+    inverse = np.linalg.solve(chol.T, np.linalg.solve(chol, np.eye(len(z))))
+    m = inverse - np.outer(alpha, alpha)
+    grad_weights = -0.5 * weights * np.einsum("ab,abj->j", m * k_free, distances)
+    spread = theta[:-1] - prior
+    value = 0.5 * z @ alpha + np.log(np.diag(chol)).sum() + 0.05 * (spread**2).sum()
+    return float(value), np.append(grad_weights + 0.1 * spread, 0.5 * noise * np.trace(m))
+
+
+def _warp(loss: np.ndarray) -> np.ndarray:
+    """Log-distance to the best loss: a few very bad architectures (accuracy near chance)
+    would otherwise dominate the standardized targets and flatten the model where it
+    matters, among the good ones. (Only with one objective: along a Pareto front the cheap,
+    inaccurate architectures matter as much.)"""
+    return np.log(loss - loss.min() + 1e-2 * (np.ptp(loss) + 1e-9))
 
 
 def _loss(trial: FrozenTrial, index: int, directions: Sequence[StudyDirection]) -> float:
@@ -231,3 +425,15 @@ def _front(points: np.ndarray) -> np.ndarray:
     dominated = ((points[None, :, :] <= points[:, None, :]).all(2)
                  & (points[None, :, :] < points[:, None, :]).any(2)).any(1)  # fmt: skip
     return np.flatnonzero(~dominated)
+
+
+def _neighbors(rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Every architecture one choice away from one of ``rows``."""
+    out = [
+        np.where(np.arange(len(sizes)) == p, v, row)
+        for row in rows
+        for p in range(len(sizes))
+        for v in range(sizes[p])
+        if v != row[p]
+    ]
+    return np.array(out, dtype=int).reshape(-1, len(sizes))
