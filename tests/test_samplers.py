@@ -157,3 +157,53 @@ def test_create_passes_a_sampler_through_and_names_what_is_wrong():
         create("bayes", directions=["maximize"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'maximize' or 'minimize' each, but got \\['max'\\]"):
         create("tpe", directions=["max"])
+
+
+def _over_budget_proposals(seed: int, record: bool) -> int:
+    """Trials over a params budget of 200 after the startup; as optnas records a budget,
+    an over-budget trial is pruned, untrained, with its constraint."""
+    study = optuna.create_study(
+        direction="maximize", sampler=CostAwareSampler(n_startup_trials=5, seed=seed)
+    )
+    over = 0
+    for _ in range(25):
+        trial = study.ask()
+        p = _suggest(trial)
+        if record:
+            trial.set_constraint("params", params(p) - 200)
+        if params(p) > 200:
+            over += trial.number >= 5
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, accuracy(p))
+    return over
+
+
+def test_candidates_predicted_over_a_recorded_constraint_are_avoided():
+    with_constraints = sum(_over_budget_proposals(seed, True) for seed in range(3))
+    without = sum(_over_budget_proposals(seed, False) for seed in range(3))
+    assert with_constraints <= 0.6 * without, (with_constraints, without)
+
+
+def _hopeless_proposals(seed: int, record: bool) -> int:
+    """Proposals of ops whose trainings were all pruned early at 10 % accuracy."""
+    study = optuna.create_study(
+        direction="maximize", sampler=CostAwareSampler(n_startup_trials=6, seed=seed)
+    )
+    study.set_metric_names(["accuracy"])
+    for _ in range(20):
+        trial = study.ask()
+        p = _suggest(trial)
+        if p["op"] in ("none", "pool"):
+            if record:
+                trial.set_user_attr("val_curve", [0.05, 0.1])
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, accuracy(p))
+    return sum(t.params["op"] in ("none", "pool") for t in study.trials[6:])
+
+
+def test_pruned_trainings_keep_the_model_away_from_their_region():
+    informed = sum(_hopeless_proposals(seed, True) for seed in range(3))
+    uninformed = sum(_hopeless_proposals(seed, False) for seed in range(3))
+    assert informed <= 0.7 * uninformed, (informed, uninformed)

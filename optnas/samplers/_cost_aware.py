@@ -135,17 +135,19 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         arch = _Encoding(search_space)
         target, cost_index = self._roles(study)
         loss = np.array([_loss(t, target, study.directions) for t in done])
-        if not cost_index:
-            loss = _warp(loss)
         trained = arch.encode([t.params for t in done])
         trained_costs = np.array([[_loss(t, i, study.directions) for i in cost_index]
                                   for t in done]).reshape(len(done), len(cost_index))  # fmt: skip
         candidates = self._candidates(study, arch, trained, loss, trained_costs)
+        candidates = candidates[_feasible(study, arch, candidates)]
         if len(candidates) == 0:
             return {}
         costs = self._candidate_costs(study, arch, cost_index, candidates)
         bar = _bar(costs, trained_costs, loss)
-        mean, std = self._predict(arch, trained, loss, candidates)
+        observed, observed_loss = _with_pruned(study, arch, target, trained, loss)
+        if not cost_index:
+            observed_loss, bar = _warp(observed_loss, bar)
+        mean, std = self._predict(arch, observed, observed_loss, candidates)
         best = candidates[int(np.argmax(_expected_improvement(bar, mean, std)))]
         return arch.decode(best)
 
@@ -331,13 +333,57 @@ def _learned_costs(
         raise ValueError(
             f"No trial recorded the costs {names}; pass costs=... to CostAwareSampler."
         )
+    return _ridge(arch.encode(rows), np.array(targets), candidates, arch.sizes)
+
+
+def _ridge(
+    x: np.ndarray, targets: np.ndarray, candidates: np.ndarray, sizes: np.ndarray
+) -> np.ndarray:
+    """Targets of ``candidates`` by ridge regression on one-hot choices, fitted on a
+    sign-preserving log scale (costs and constraint values span orders of magnitude)."""
     y = np.sign(targets) * np.log1p(np.abs(targets))
-    x, xc = _one_hot(arch.encode(rows), arch.sizes), _one_hot(candidates, arch.sizes)
+    features, wanted = _one_hot(x, sizes), _one_hot(candidates, sizes)
     centre = y.mean(0)
-    gram = x.T @ x + 1e-3 * np.eye(x.shape[1])
-    coef = np.linalg.solve(gram, x.T @ (y - centre))
-    predicted = xc @ coef + centre
+    gram = features.T @ features + 1e-3 * np.eye(features.shape[1])
+    predicted = wanted @ np.linalg.solve(gram, features.T @ (y - centre)) + centre
     return np.sign(predicted) * np.expm1(np.abs(predicted))
+
+
+def _feasible(study: optuna.Study, arch: _Encoding, candidates: np.ndarray) -> np.ndarray:
+    """Which candidates the constraints recorded so far (``trial.set_constraint``, e.g.
+    optnas's budgets) predict feasible; all of them if none is, or nothing was recorded."""
+    held = [t for t in study.get_trials(deepcopy=False) if t.constraints and arch.covers(t.params)]
+    names = sorted({n for t in held for n in t.constraints})
+    held = [t for t in held if all(n in t.constraints for n in names)]
+    if not held or len(candidates) == 0:
+        return np.ones(len(candidates), dtype=bool)
+    values = np.array([[t.constraints[n] for n in names] for t in held])
+    ok = _ridge(arch.encode([t.params for t in held]), values, candidates, arch.sizes) <= 0
+    ok = ok.all(1)
+    return ok if ok.any() else np.ones(len(candidates), dtype=bool)
+
+
+def _with_pruned(
+    study: optuna.Study, arch: _Encoding, target: int, trained: np.ndarray, loss: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The trained architectures plus those pruned while training, at the best accuracy
+    their curve (optnas's ``val_curve``) reached: a pessimistic value, but it keeps the
+    model away from where the pruner found nothing good."""
+    names = study.metric_names or []
+    if not names or names[target] != "accuracy":
+        return trained, loss
+    pruned = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if t.user_attrs.get("val_curve") and arch.covers(t.params)
+    ]
+    if not pruned:
+        return trained, loss
+    sign = 1.0 if study.directions[target] == StudyDirection.MINIMIZE else -1.0
+    extra = np.array([sign * max(t.user_attrs["val_curve"]) for t in pruned])
+    return np.concatenate([trained, arch.encode([t.params for t in pruned])]), np.append(
+        loss, extra
+    )
 
 
 def _recorded(trial: FrozenTrial, study: optuna.Study, names: list[str]) -> list[float] | None:
@@ -390,12 +436,13 @@ def _neg_log_likelihood(
     return float(value), np.append(grad_weights + 0.1 * spread, 0.5 * noise * np.trace(m))
 
 
-def _warp(loss: np.ndarray) -> np.ndarray:
+def _warp(loss: np.ndarray, bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-distance to the best loss: a few very bad architectures (accuracy near chance)
     would otherwise dominate the standardized targets and flatten the model where it
     matters, among the good ones. (Only with one objective: along a Pareto front the cheap,
     inaccurate architectures matter as much.)"""
-    return np.log(loss - loss.min() + 1e-2 * (np.ptp(loss) + 1e-9))
+    low, floor = loss.min(), 1e-2 * (np.ptp(loss) + 1e-9)
+    return np.log(loss - low + floor), np.log(np.maximum(bar - low, 0) + floor)
 
 
 def _loss(trial: FrozenTrial, index: int, directions: Sequence[StudyDirection]) -> float:
