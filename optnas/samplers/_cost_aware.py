@@ -10,6 +10,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from optnas.samplers._base import choices
 
@@ -20,6 +21,10 @@ KeyFn = Callable[[Mapping[str, Any]], Hashable]
 
 # An integer choice with at most this many values is modelled like a categorical one.
 _MAX_INT_CHOICES = 32
+# Observations the Gaussian process conditions on, at most (see _kept).
+_MAX_POINTS = 300
+# Log noise variance of the standardized targets where it is not fitted.
+_LOG_NOISE = float(np.log(1e-2))
 
 
 class CostAwareSampler(optuna.samplers.BaseSampler):
@@ -106,7 +111,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._space = optuna.search_space.IntersectionSearchSpace()
         self._cost_cache: dict[tuple, dict[str, float]] = {}
-        self._key_cache: dict[tuple, Hashable] = {}
+        self._key_cache: dict[bytes, Hashable] = {}
         self._theta: np.ndarray | None = None
         self._fitted_at = 0
 
@@ -147,7 +152,12 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         observed, observed_loss = _with_pruned(study, arch, target, trained, loss)
         if not cost_index:
             observed_loss, bar = _warp(observed_loss, bar)
-        mean, std = self._predict(arch, observed, observed_loss, candidates)
+        # One BLAS thread: these matrices are small, and a thread pool contending with
+        # training (or other processes) for the cores made a 300-point Cholesky 100x slower.
+        with threadpool_limits(limits=1):
+            mean, std = self._predict(
+                arch, observed, observed_loss, candidates, adaptive=not cost_index
+            )
         best = candidates[int(np.argmax(_expected_improvement(bar, mean, std)))]
         return arch.decode(best)
 
@@ -195,7 +205,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return self._cost_cache[key]
 
     def _key(self, arch: _Encoding, row: np.ndarray) -> Hashable:
-        index = tuple(row.tolist())
+        index = row.tobytes()
         if index not in self._key_cache:
             self._key_cache[index] = self.key(arch.decode(row))  # type: ignore[misc]
         return self._key_cache[index]
@@ -216,13 +226,15 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             # One step from a lone incumbent is often a dead end; two steps (a few hundred
             # networks) usually are not.
             near = np.concatenate([near, _neighbors(near, sizes)])
-        held = [t.params for t in study.get_trials(deepcopy=False) if arch.covers(t.params)]
-        seen = {tuple(row) for row in arch.encode(held).tolist()}
-        unique = np.array(sorted({tuple(r) for r in np.concatenate([pool, near]).tolist()} - seen))
-        unique = unique.reshape(-1, len(sizes)).astype(int)
+        held = arch.encode(
+            [t.params for t in study.get_trials(deepcopy=False) if arch.covers(t.params)]
+        )
+        seen = {row.tobytes() for row in held}
+        unique = np.unique(np.concatenate([pool, near]), axis=0)
+        unique = unique[[row.tobytes() not in seen for row in unique]]
         if self.key is None:
             return unique
-        taken = {self._key(arch, row) for row in arch.encode(held)} - {None}
+        taken = {self._key(arch, row) for row in held} - {None}
         keep = []
         for j, row in enumerate(unique):
             k = self._key(arch, row)
@@ -247,25 +259,45 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return _learned_costs(study, arch, names, candidates) * signs
 
     def _predict(
-        self, arch: _Encoding, x: np.ndarray, y: np.ndarray, candidates: np.ndarray
+        self,
+        arch: _Encoding,
+        x: np.ndarray,
+        y: np.ndarray,
+        candidates: np.ndarray,
+        *,
+        adaptive: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the loss of ``candidates``.
+
+        ``adaptive`` (one objective): one length scale per choice fitted by marginal
+        likelihood, and the known log-costs as inputs. Otherwise (a Pareto front) every
+        choice gets ``length_scale``: measured on NAS-Bench-201, fitted scales and cost
+        inputs lowered the front's hypervolume (0.926 against 0.946, 20 seeds) while they
+        raised the single-objective result.
+        """
+        from scipy.linalg import cho_solve, solve_triangular
+
+        x, y = _kept(x, y)
         mu, sd = y.mean(), y.std() + 1e-9
         z = (y - mu) / sd
         inputs, candidate_inputs = (x, None), (candidates, None)
-        if self.costs is not None:
+        if self.costs is not None and adaptive:
             known = np.log1p(np.abs([list(self._known_costs(arch, r).values()) for r in x]))
             unknown = [list(self._known_costs(arch, r).values()) for r in candidates]
             centre, scale = known.mean(0), known.std(0) + 1e-9
             inputs = (x, (known - centre) / scale)
             candidate_inputs = (candidates, (np.log1p(np.abs(unknown)) - centre) / scale)
         distances = _distances(inputs, inputs)
-        theta = self._hyperparameters(distances, z)
+        if adaptive:
+            theta = self._hyperparameters(distances, z)
+        else:
+            theta = np.append(np.full(distances.shape[2], -np.log(self.length_scale)), _LOG_NOISE)
         weights, noise = np.exp(theta[:-1]), np.exp(theta[-1])
         k = np.exp(-(distances @ weights)) + (noise + 1e-6) * np.eye(len(z))
         chol = np.linalg.cholesky(k)
-        kc = np.exp(-(_distances(candidate_inputs, inputs) @ weights))
-        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-        v = np.linalg.solve(chol, kc.T)
+        kc = np.exp(-_weighted_distances(candidate_inputs, inputs, weights, arch.sizes))
+        alpha = cho_solve((chol, True), z)
+        v = solve_triangular(chol, kc.T, lower=True)
         var = np.clip(1.0 - (v * v).sum(0), 1e-9, None)
         return mu + sd * (kc @ alpha), sd * np.sqrt(var)
 
@@ -414,6 +446,35 @@ def _distances(
     if a[1] is None or b[1] is None:
         return choices
     return np.concatenate([choices, (a[1][:, None, :] - b[1][None, :, :]) ** 2], axis=2)
+
+
+def _kept(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most :data:`_MAX_POINTS` observations for the model: the best half by loss and
+    the most recent, since the cost of a prediction grows with their square."""
+    if len(y) <= _MAX_POINTS:
+        return x, y
+    best = np.argsort(y, kind="stable")[: _MAX_POINTS // 2]
+    recent = np.setdiff1d(np.arange(len(y)), best)[-(_MAX_POINTS - len(best)) :]
+    keep = np.sort(np.concatenate([best, recent]))
+    return x[keep], y[keep]
+
+
+def _weighted_distances(
+    a: tuple[np.ndarray, np.ndarray | None],
+    b: tuple[np.ndarray, np.ndarray | None],
+    weights: np.ndarray,
+    sizes: np.ndarray,
+) -> np.ndarray:
+    """``_distances(a, b) @ weights`` through matrix products (no pair-by-input tensor):
+    the weighted mismatches are the total weight less the weighted matches of one-hots."""
+    dims = len(sizes)
+    per_value = np.repeat(weights[:dims], sizes)
+    out = weights[:dims].sum() - (_one_hot(a[0], sizes) * per_value) @ _one_hot(b[0], sizes).T
+    if a[1] is not None and b[1] is not None:
+        w = weights[dims:]
+        sq_a, sq_b = (a[1] ** 2) @ w, (b[1] ** 2) @ w
+        out = out + sq_a[:, None] + sq_b[None, :] - 2 * (a[1] * w) @ b[1].T
+    return out
 
 
 def _neg_log_likelihood(
