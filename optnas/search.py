@@ -195,7 +195,9 @@ def search(
         directions=directions,
         seed=seed,
         parallel=parallel,
-        key=_safe_key(space_fn),
+        # With several objectives, the key would hide cheaper twins of trained networks
+        # (equal keys can differ in parameters: nb201's dead edges still hold weights).
+        key=_safe_key(space_fn) if len(objectives) == 1 else None,
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
