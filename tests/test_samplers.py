@@ -116,8 +116,15 @@ def test_small_integer_choices_are_modelled():
     assert "n" in sampler.infer_relative_search_space(study, study.trials[-1])
 
 
-def test_other_parameters_are_left_to_the_independent_sampler():
-    sampler = CostAwareSampler(n_startup_trials=2, seed=0)
+def test_spaces_with_conditional_or_float_choices_are_left_to_the_independent_sampler():
+    asked = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def sample_independent(self, study, trial, name, distribution):
+            asked.append((trial.number, name))
+            return super().sample_independent(study, trial, name, distribution)
+
+    sampler = CostAwareSampler(n_startup_trials=2, seed=0, independent_sampler=Recording(0))
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial):
@@ -126,8 +133,7 @@ def test_other_parameters_are_left_to_the_independent_sampler():
         return 1 - PENALTY[op] - abs(lr - 0.01)
 
     study.optimize(objective, n_trials=8)
-    assert all(1e-3 <= t.params["lr"] <= 1e-1 for t in study.trials)
-    assert study.best_params["op"] == "conv3"
+    assert sorted(asked) == [(n, name) for n in range(8) for name in ("lr", "op")]
 
 
 @pytest.mark.parametrize(

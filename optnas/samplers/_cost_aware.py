@@ -47,9 +47,10 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     Candidates are ``n_candidates`` random architectures and every one-choice change of the
     current front (and two-choice changes of a front of one or two); architectures the
     study already holds, or that ``key`` says are the same network as one it holds, are
-    never proposed. Until ``n_startup_trials`` trials completed, and for parameters outside
-    the categorical (and small integer) choices every completed trial shares,
-    ``independent_sampler`` decides.
+    never proposed. The model needs a flat space: every parameter of every trial
+    categorical (or a small integer) and present in every trial, as in NAS-Bench-201's
+    cell. Until ``n_startup_trials`` trials completed, and for every parameter of a space
+    with conditional or continuous choices, ``independent_sampler`` decides.
 
     Args:
         costs: ``costs(params) -> {name: value}``: known costs of an architecture. Values
@@ -135,7 +136,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if all(n in t.params for n in search_space)
         ]
-        if len(done) < self.n_startup_trials:
+        if len(done) < self.n_startup_trials or _conditional(done, search_space):
             return {}
         arch = _Encoding(search_space)
         target, cost_index = self._roles(study)
@@ -446,6 +447,14 @@ def _distances(
     if a[1] is None or b[1] is None:
         return choices
     return np.concatenate([choices, (a[1][:, None, :] - b[1][None, :, :]) ** 2], axis=2)
+
+
+def _conditional(done: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution]) -> bool:
+    """Whether trials chose parameters outside the modelled ones (conditional choices,
+    floats): the model would see only part of each architecture, and on such a space
+    (convnet, with budgets) it proposed mostly over-budget candidates, so the independent
+    sampler decides every parameter instead."""
+    return any(len(t.params) > len(space) for t in done)
 
 
 def _kept(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
