@@ -6,6 +6,7 @@ import itertools
 
 import optuna
 import pytest
+from optuna.testing.pytest_samplers import BasicSamplerTestCase, MultiObjectiveSamplerTestCase
 
 from optnas.samplers import (
     SAMPLERS,
@@ -213,3 +214,11 @@ def test_pruned_trainings_keep_the_model_away_from_their_region():
     informed = sum(_hopeless_proposals(seed, True) for seed in range(3))
     uninformed = sum(_hopeless_proposals(seed, False) for seed in range(3))
     assert informed <= 0.7 * uninformed, (informed, uninformed)
+
+
+class TestCostAwareSamplerWithOptunasSuite(BasicSamplerTestCase, MultiObjectiveSamplerTestCase):
+    """Optuna's own test-suite for third-party samplers."""
+
+    @pytest.fixture
+    def sampler(self):
+        return lambda: CostAwareSampler(n_startup_trials=2, n_candidates=50, seed=0)
