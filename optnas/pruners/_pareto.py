@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from optnas.samplers._base import pareto_ranks
 
 __all__ = ["ParetoHalvingPruner", "ParetoPruner"]
 
@@ -108,7 +111,7 @@ class ParetoHalvingPruner(optuna.pruners.BasePruner):
         names = _cost_names(study)
         everyone = [trial, *peers]
         points = [(-t.user_attrs["val_curve"][epoch], *_costs(t, names)) for t in everyone]
-        ranks = _pareto_ranks(points)
+        ranks = pareto_ranks(np.array(points)).tolist()
         order = sorted(range(len(everyone)), key=lambda i: (ranks[i], points[i][0]))
         kept = max(1, len(everyone) // self.reduction_factor)
         return 0 not in order[:kept]
@@ -137,25 +140,6 @@ def _costs(trial: FrozenTrial, names: Sequence[str]) -> list[float]:
 
 def _no_more_expensive(peer: FrozenTrial, trial: FrozenTrial, names: Sequence[str]) -> bool:
     return all(a <= b for a, b in zip(_costs(peer, names), _costs(trial, names), strict=True))
-
-
-def _pareto_ranks(points: Sequence[Sequence[float]]) -> list[int]:
-    """Non-domination rank of each point (all coordinates minimized; 0 is the front)."""
-    ranks = [-1] * len(points)
-    rank, left = 0, set(range(len(points)))
-    while left:
-        front = {
-            i for i in left if not any(_dominates(points[j], points[i]) for j in left if j != i)
-        }
-        for i in front:
-            ranks[i] = rank
-        left -= front
-        rank += 1
-    return ranks
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and tuple(a) != tuple(b)
 
 
 def _check_at_least(low: int, **values: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
@@ -34,3 +35,23 @@ def choices(distribution: BaseDistribution, max_int_choices: int) -> list[Any] |
         if n <= max_int_choices:
             return [int(distribution.low + i * distribution.step) for i in range(n)]
     return None
+
+
+def pareto_ranks(points: np.ndarray) -> np.ndarray:
+    """Non-domination rank of each row (every column minimized; 0 is the Pareto front).
+
+    Example:
+        >>> pareto_ranks(np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0]])).tolist()
+        [0, 0, 1]
+    """
+    points = np.asarray(points, dtype=float)
+    ranks = np.full(len(points), -1)
+    rank = 0
+    while (ranks < 0).any():
+        left = np.flatnonzero(ranks < 0)
+        rows = points[left]
+        dominated = ((rows[None, :, :] <= rows[:, None, :]).all(2)
+                     & (rows[None, :, :] < rows[:, None, :]).any(2)).any(1)  # fmt: skip
+        ranks[left[~dominated]] = rank
+        rank += 1
+    return ranks

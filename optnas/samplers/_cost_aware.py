@@ -12,7 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
-from optnas.samplers._base import choices
+from optnas.samplers._base import choices, pareto_ranks
 
 __all__ = ["CostAwareSampler"]
 
@@ -111,7 +111,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._space = optuna.search_space.IntersectionSearchSpace()
-        self._cost_cache: dict[tuple, dict[str, float]] = {}
+        self._cost_cache: dict[bytes, dict[str, float]] = {}
         self._key_cache: dict[bytes, Hashable] = {}
         self._theta: np.ndarray | None = None
         self._fitted_at = 0
@@ -200,7 +200,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return target, others
 
     def _known_costs(self, arch: _Encoding, row: np.ndarray) -> dict[str, float]:
-        key = tuple(row.tolist())
+        key = row.tobytes()
         if key not in self._cost_cache:
             self._cost_cache[key] = dict(self.costs(arch.decode(row)))  # type: ignore[misc]
         return self._cost_cache[key]
@@ -221,7 +221,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     ) -> np.ndarray:
         sizes = arch.sizes
         pool = (self._rng.random((self.n_candidates, len(sizes))) * sizes).astype(int)
-        front = trained[_front(np.column_stack([loss, trained_costs]))]
+        front = trained[pareto_ranks(np.column_stack([loss, trained_costs])) == 0]
         near = _neighbors(front, sizes)
         if len(front) <= 2:
             # One step from a lone incumbent is often a dead end; two steps (a few hundred
@@ -535,13 +535,6 @@ def _expected_improvement(bar: np.ndarray, mean: np.ndarray, std: np.ndarray) ->
 
     z = (bar - mean) / std
     return (bar - mean) * ndtr(z) + std * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
-
-
-def _front(points: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows (all minimized)."""
-    dominated = ((points[None, :, :] <= points[:, None, :]).all(2)
-                 & (points[None, :, :] < points[:, None, :]).any(2)).any(1)  # fmt: skip
-    return np.flatnonzero(~dominated)
 
 
 def _neighbors(rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from optuna.distributions import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optnas.samplers._base import PerParameterSampler
+from optnas.samplers._base import PerParameterSampler, pareto_ranks
 
 __all__ = ["RegularizedEvolutionSampler"]
 
@@ -175,16 +175,7 @@ def _ranks(population: list[FrozenTrial], directions: Sequence[StudyDirection]) 
     losses = np.array([t.values for t in population], dtype=float) * signs
     if len(directions) == 1:
         return losses[:, 0]
-    ranks = np.full(len(population), -1)
-    rank = 0
-    while (ranks < 0).any():
-        left = np.flatnonzero(ranks < 0)
-        points = losses[left]
-        dominated = ((points[None, :, :] <= points[:, None, :]).all(2)
-                     & (points[None, :, :] < points[:, None, :]).any(2)).any(1)  # fmt: skip
-        ranks[left[~dominated]] = rank
-        rank += 1
-    return ranks
+    return pareto_ranks(losses)
 
 
 def _other_value(rng: np.random.Generator, distribution: BaseDistribution, value: Any) -> Any:
