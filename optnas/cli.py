@@ -36,7 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"optnas {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"optnas {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"optnas {args.command}: interrupted; running trials were recorded as failed, "
+            "and the same command resumes the study",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -57,6 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("file", nargs="?", help="a study file, e.g. studies/digits.toml")
     _add_search_flags(search)
     _add_study_arguments(search)
+
+    worker = commands.add_parser(
+        "worker",
+        help="join an existing study and run its trials (on this machine or another)",
+        description="Join the study --study-name in --storage and run trials of it: the "
+        "space, data, objectives and the rest come from the definition recorded with the "
+        "study. Start as many workers as you like, on as many machines as reach the "
+        "storage (PostgreSQL for many machines).",
+    )
+    worker.set_defaults(run=_worker)
+    worker.add_argument("--storage", required=True, help="the study's database URL")
+    worker.add_argument("--study-name", "--study", required=True, help="the study to join")
+    worker.add_argument("--n-trials", type=_positive_int, help="trials this worker runs")
+    worker.add_argument("--timeout", type=_positive_float, help="stop starting trials after S s")
+    worker.add_argument(
+        "--devices", "--device", help="devices of this worker (default: the study's)"
+    )
+    worker.add_argument(
+        "--trials-per-device",
+        type=_auto_or_positive_int,
+        help="child trainings at once per device (default: the study's)",
+    )
+    worker.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
     show = commands.add_parser("show", help="print a study's best (Pareto-optimal) trials")
     show.set_defaults(run=_show)
@@ -151,6 +178,14 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
         help="child trainings at once per device, each in a worker process",
     )
     flag("--seed", key="seed", type=int, help="seed of the sampler and the children")
+    flag("--workers", key="workers", type=_positive_int,
+         help="processes running trials at once on this machine (default 1)")  # fmt: skip
+    flag(
+        "--heartbeat-interval",
+        key="heartbeat_interval",
+        type=_positive_int,
+        help="seconds between heartbeats; a dead worker's trial is retried (default 60)",
+    )
     flag(
         "--fork",
         key="fork",
@@ -287,8 +322,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 _FILE_KEYS = frozenset(
     {"space", "objectives", "n_trials", "timeout", "sampler", "pruner", "budgets",
      "latency_batch_size", "dedup", "devices", "trials_per_device", "seed", "storage",
-     "study_name"}
+     "study_name", "workers", "heartbeat_interval"}
 )  # fmt: skip
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import optuna
+
+    from optnas.workers import work
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = work(
+        args.storage,
+        args.study_name,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        devices=args.devices,
+        trials_per_device=args.trials_per_device,
+        show_progress_bar=not args.quiet,
+    )
+    if not args.quiet:
+        print(summary(study, _storage_url(args.storage, study.study_name)))
+    return 0
 
 
 def _show(args: argparse.Namespace) -> int:

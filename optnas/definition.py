@@ -16,7 +16,7 @@ The file format (TOML), every key optional unless marked::
     objectives = ["accuracy", "params"]   # required: accuracy, params, flops, macs, latency
     n_trials = 25                          # candidates to train (default 20)
     timeout = 600.0                        # seconds; stop starting trials after it
-    seed = 0
+    seed = 0                               # also sampler_seed: the sampler's alone
     study_name = "my-study"                # default: derived from space, data, objectives
     storage = "sqlite:///studies/my-study.db"   # default: studies/<study_name>.db
     devices = "auto"                       # auto, cpu, cuda, cuda:N, or a list of them
@@ -24,6 +24,8 @@ The file format (TOML), every key optional unless marked::
     dedup = true
     latency_batch_size = 1
     max_initial_failures = 5
+    workers = 1                            # processes sharing the study on this machine
+    heartbeat_interval = 60                # seconds; a dead worker's trial is retried
 
     [space]                  # required; or space = "convnet"
     name = "nb201"           # convnet, nb201, mlp, auto, or "package.module:function"
@@ -101,6 +103,9 @@ RUN_KEYS = frozenset(
         "devices",
         "trials_per_device",
         "max_initial_failures",
+        "workers",
+        "heartbeat_interval",
+        "sampler_seed",
         "storage",
         "study_name",
         "data.root",
@@ -187,6 +192,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "n_trials": _Key(_whole(1), "a whole number ≥ 1"),
         "timeout": _Key(_POSITIVE, "a positive number of seconds"),
         "seed": _Key(_whole(None), "a whole number"),
+        "sampler_seed": _Key(_whole(None), "a whole number"),
         "study_name": _Key(_of_type(str), "a string"),
         "storage": _Key(_of_type(str), "a database URL (a string)"),
         "devices": _Key(_devices, "'auto', 'cpu', 'cuda', 'cuda:N' or a list of them"),
@@ -194,6 +200,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "dedup": _Key(_of_type(bool), "true or false"),
         "latency_batch_size": _Key(_whole(1), "a whole number ≥ 1"),
         "max_initial_failures": _Key(_whole(1), "a whole number ≥ 1"),
+        "workers": _Key(_whole(1), "a whole number ≥ 1"),
+        "heartbeat_interval": _Key(_whole(1), "a whole number of seconds ≥ 1"),
     },
     "data": {
         "name": _Key(_of_type(str), "a dataset name or an image folder", _REQUIRED, "data"),

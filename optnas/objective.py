@@ -13,12 +13,14 @@ Everything a trial learns goes into Optuna's storage as user attrs:
 * ``training``: the recipe (epochs, batch size, learning rate) it was trained with;
   ``duplicate_of``: the earlier trial of the same architecture (this one was pruned
   untrained);
-* ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned.
+* ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned;
+* ``worker``: ``host:pid`` of the process that ran it.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,8 +99,12 @@ class Objective:
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")
+            raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         seed = self._trial_seed(trial.number)
         with self.runner.slot() as slot:
             model = self._build(trial, seed)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import re
 import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,6 +69,7 @@ def search(
     devices: str | Sequence[str] = "auto",
     trials_per_device: int | Literal["auto"] = "auto",
     seed: int | None = None,
+    sampler_seed: int | None = None,
     budgets: Mapping[str, float] | None = None,
     latency_batch_size: int = 1,
     dedup: bool = True,
@@ -78,6 +81,8 @@ def search(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     fork: str | None = None,
+    workers: int = 1,
+    heartbeat_interval: int = 60,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
@@ -132,6 +137,8 @@ def search(
             parallel (``study.optimize(n_jobs=...)``) and the space's classes must be
             importable by the worker processes.
         seed: Seeds the sampler and every child's initialization and batch order.
+        sampler_seed: Seeds the sampler instead of ``seed`` (workers sharing a study each
+            take their own, so that they do not all propose the same candidates).
         budgets: Largest ``params`` / ``flops`` / ``macs`` / ``latency`` a network may have;
             one over budget is recorded as infeasible (``trial.constraints``) and not
             trained.
@@ -145,6 +152,19 @@ def search(
         data_dir: Folder of torchvision's datasets (``"mnist"``, ``"cifar10"``, ...).
         download: Download a torchvision dataset missing from ``data_dir``.
         image_size: Side to which images of a folder dataset are resized.
+        val_fraction, test_fraction, split_seed: The data's split (see
+            :func:`optnas.data.load`).
+        fork: A new study name: continue under it from a copy of the study's trials,
+            with this call's definition (a rerun with another definition under the same
+            name is refused).
+        workers: Processes running trials of the study at once on this machine, each
+            like ``optnas worker`` (rebuilding the objective from the definition recorded
+            with the study); ``n_trials`` are shared among them. Needs a storage URL that
+            processes share (the default SQLite file, ``journal:PATH``, PostgreSQL) and a
+            space given by name or import path.
+        heartbeat_interval: Seconds between the heartbeats of a running trial on a
+            database storage: a trial whose process died is marked failed after twice
+            this long without one, and retried with the same parameters.
         show_progress_bar: Show a progress bar of the trainings.
 
     Returns:
@@ -182,7 +202,11 @@ def search(
         lr=lr,
         latency_batch_size=latency_batch_size,
         max_initial_failures=max_initial_failures,
+        workers=workers,
+        heartbeat_interval=heartbeat_interval,
     )
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ValueError(f"workers must be a whole number, but got {workers!r}.")
     _check_choice("augment", augment, ("auto", *AUGMENTS))
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     if not 0.0 <= label_smoothing < 1.0:
@@ -209,7 +233,7 @@ def search(
     sampler_obj = create_sampler(
         sampler,
         directions=directions,
-        seed=seed,
+        seed=seed if sampler_seed is None else sampler_seed,
         parallel=parallel,
         # With several objectives, the key would hide cheaper twins of trained networks
         # (equal keys can differ in parameters: nb201's dead edges still hold weights).
@@ -217,6 +241,11 @@ def search(
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
+    recorded = definition.from_call(call, space_fn)
+    url = _shared_url(storage, name if fork is None else fork, workers)
+    if workers > 1:
+        recorded.search_kwargs()  # Workers rebuild the objective: refuse now if they can't.
+    forked = False
     if fork is not None:
         name, storage, forked = _fork(name, fork, storage)
     study = open_study(
@@ -226,8 +255,15 @@ def search(
         metric_names=list(objectives),
         sampler=sampler_obj,
         pruner=pruner_obj,
+        heartbeat_interval=heartbeat_interval,
     )
-    record(study, definition.from_call(call, space_fn), replace=fork is not None and forked)
+    record(study, recorded, replace=forked)
+    if workers > 1:
+        from optnas.workers import run_workers
+
+        run_workers(url, name, workers, n_trials=n_trials, timeout=timeout,
+                    show_progress_bar=show_progress_bar)  # fmt: skip
+        return open_study(name, url)
     train_kwargs = {
         "batch_size": batch_size,
         "lr": lr,
@@ -260,6 +296,23 @@ def search(
         runner.close()
     guard.raise_if_tripped()
     return study
+
+
+def _shared_url(storage: str | optuna.storages.BaseStorage | None, name: str, workers: int) -> str:
+    """The URL worker processes open: a storage that several processes can share."""
+    if isinstance(storage, optuna.storages.BaseStorage) or storage == "sqlite:///:memory:":
+        if workers > 1:
+            raise ValueError(
+                f"workers={workers} needs a storage that processes share, given as a URL "
+                "(SQLite file, journal:PATH, PostgreSQL or MySQL), not an in-memory or "
+                "storage object."
+            )
+        return ""
+    if storage is None:
+        return default_storage(name)
+    return (
+        storage if "://" in storage or storage.startswith("journal:") else f"sqlite:///{storage}"
+    )
 
 
 def record(study: optuna.Study, definition: Definition, *, replace: bool = False) -> None:
@@ -548,8 +601,16 @@ def open_study(
     metric_names: Sequence[str] | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    heartbeat_interval: int | None = None,
 ) -> optuna.Study:
     """Create or resume ``study_name`` in ``storage``; with no directions, load it only.
+
+    ``storage`` is a database URL (SQLite, PostgreSQL, MySQL: Optuna's RDB storage), a
+    journal file ``"journal:PATH"`` (Optuna's journal storage, safe for several processes
+    on one machine), an Optuna storage, or None for ``studies/<study_name>.db``. On a
+    database URL, ``heartbeat_interval`` (seconds) turns on Optuna's heartbeats: a trial
+    whose process died is marked failed after twice that long without a heartbeat and
+    retried with the same parameters (up to 3 times).
 
     Raises:
         StorageError: The storage cannot be opened, the study is missing (load only) or it
@@ -564,45 +625,117 @@ def open_study(
         storage = default_storage(study_name)
         if directions is not None:
             STUDIES_DIR.mkdir(exist_ok=True)
+    url = storage if isinstance(storage, str) else None
     if isinstance(storage, str):
-        storage = _open_storage(storage, create=directions is not None)
-    if directions is None:
-        try:
-            return optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:
-            names = optuna.get_all_study_names(storage)
-            raise StorageError(
-                f"No study named {study_name!r} in this storage; it holds: "
-                f"{', '.join(names) or 'no studies'}."
-            ) from None
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        directions=list(directions),
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+        storage = _open_storage(
+            storage, create=directions is not None, heartbeat_interval=heartbeat_interval
+        )
+    with _storage_errors(url):
+        if directions is None:
+            try:
+                return optuna.load_study(study_name=study_name, storage=storage)
+            except KeyError:
+                names = optuna.get_all_study_names(storage)
+                raise StorageError(
+                    f"No study named {study_name!r} in this storage; it holds: "
+                    f"{', '.join(names) or 'no studies'}."
+                ) from None
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            directions=list(directions),
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
     _check_resumed(study, directions, metric_names)
     return study
 
 
-def _open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+@contextlib.contextmanager
+def _storage_errors(url: str | None) -> Iterator[None]:
+    """Database errors (a locked SQLite file, a server gone) as :class:`StorageError`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as error:
+        where = _hide_password(url) if url else "the storage"
+        cause = getattr(error, "orig", None) or error
+        hint = " (another process holds a write lock on it)" if "locked" in str(cause) else ""
+        raise StorageError(f"Cannot use storage {where}: {cause}{hint}.") from error
+
+
+def _open_storage(
+    url: str, *, create: bool, heartbeat_interval: int | None = None
+) -> optuna.storages.BaseStorage:
     if url == "sqlite:///:memory:":
         # SQLite gives each thread its own in-memory database; parallel trials need one.
         return optuna.storages.InMemoryStorage()
+    if url.startswith("journal:"):
+        return _journal(url, create=create)
     if "://" not in url:
         url = f"sqlite:///{url}"
     sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
     if sqlite_file:
         _check_sqlite_file(Path(url[len("sqlite:///") :]), create=create)
     try:
-        storage = optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # Heartbeats: experimental in Optuna 5.0.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            beats = _heartbeats(heartbeat_interval)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
     except Exception as error:  # SQLAlchemy and driver errors have no common base here.
         raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
     if sqlite_file:
         _configure_sqlite(storage)
     return storage
+
+
+def _heartbeats(interval: int | None) -> dict[str, Any]:
+    if interval is None:
+        return {}
+    return {
+        "heartbeat_interval": interval,
+        "grace_period": 2 * interval,
+        "heartbeat_stale_trial_callback": _RetryStale(max_retry=3),
+    }
+
+
+class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died, telling the new trial why it runs."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        worker = trial.user_attrs.get("worker", "its worker")
+        trial.set_user_attr(
+            "retry_reason",
+            f"retries trial {trial.number}, whose worker ({worker}) stopped sending "
+            "heartbeats: it died or hung",
+        )
+        super().__call__(study, trial)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # A server that does not answer fails within seconds, not after the OS's TCP timeout;
+    # pre-ping replaces connections a restarted server dropped.
+    if url.startswith(("postgresql", "mysql")):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}
+
+
+def _journal(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+    """Optuna's journal storage in the file after ``journal:`` (``journal:///abs/path``
+    and ``journal:relative/path`` both work)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url[len("journal:") :].removeprefix("//"))
+    if not str(path) or path.is_dir():
+        raise StorageError(f"Cannot open storage {url}: name a file, as in journal:studies/x.log.")
+    if not path.exists() and not create:
+        raise StorageError(f"Cannot open storage {url}: no such file.")
+    if not path.parent.is_dir():
+        raise StorageError(f"Cannot create storage {url}: directory {path.parent} does not exist.")
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def _configure_sqlite(storage: optuna.storages.RDBStorage) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import optuna
 import pytest
@@ -94,3 +95,25 @@ def enqueued_study(tmp_path, name: str, params: list[dict], directions=("maximiz
     for p in params:
         study.enqueue_trial(p)
     return url
+
+
+class Slow(nn.Module):
+    """A linear classifier whose every training batch takes 0.2 s: a trial mid-training
+    lasts long enough to be interrupted or killed."""
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(spec.input_shape), spec.num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            time.sleep(0.2)
+        return self.body(x)
+
+
+def slow_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """One choice (``width``, not in effect) and a slow network: for worker tests."""
+    trial.suggest_int("width", 1, 1000)
+    return Slow(spec)

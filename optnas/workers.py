@@ -1,0 +1,167 @@
+"""Worker processes: several processes, on one machine or many, sharing one study.
+
+This is Optuna's own distributed model: every worker runs ``study.optimize`` on the same
+study in a shared storage (a PostgreSQL or MySQL server for many machines; SQLite or a
+journal file on one machine). A worker needs only the storage and the study's name: the
+objective is rebuilt from the definition recorded with the study
+(:class:`optnas.definition.Definition`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import optuna
+
+from optnas.errors import SearchError
+
+__all__ = ["run_workers", "work"]
+
+_GRACE_SECONDS = 30.0  # How long interrupted workers get to record their trials' ends.
+
+
+def work(
+    storage: str,
+    study_name: str,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    devices: str | Sequence[str] | None = None,
+    trials_per_device: int | str | None = None,
+    show_progress_bar: bool = False,
+) -> optuna.Study:
+    """Join the existing study ``study_name`` in ``storage`` and run its trials here.
+
+    Everything else (space, data, objectives, budgets, training, sampler, pruner) comes
+    from the definition recorded with the study; ``n_trials`` and ``timeout`` (the
+    definition's when None) bound this worker alone. A seeded study's worker seeds its
+    sampler from the seed and its process id, so that workers do not all propose the
+    same candidates (a study shared by workers is not reproducible run to run anyway).
+
+    Raises:
+        StorageError: The storage cannot be opened or holds no such study.
+        DefinitionError: The study holds no definition, or one that cannot be rebuilt
+            (a space defined in a script, arrays passed from Python).
+
+    Example:
+        >>> import optnas
+        >>> _ = optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="w",
+        ...                   storage="sqlite:///w.db")  # doctest: +SKIP
+        >>> len(work("sqlite:///w.db", "w", n_trials=2).trials)  # doctest: +SKIP
+        3
+    """
+    from optnas.definition import Definition
+    from optnas.search import open_study
+
+    definition = Definition.from_study(open_study(study_name, storage))
+    changes = {"storage": storage, "study_name": study_name, "workers": 1}
+    if definition["seed"] is not None:  # Workers seeded alike would propose alike.
+        changes["sampler_seed"] = (definition["seed"] * 1_000_003 + os.getpid()) % 2**31
+    changes |= {"devices": devices, "trials_per_device": trials_per_device}
+    changes |= {"n_trials": n_trials, "timeout": timeout}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return definition.replace(changes).search(show_progress_bar=show_progress_bar)
+
+
+def run_workers(
+    storage: str,
+    study_name: str,
+    workers: int,
+    *,
+    n_trials: int | None,
+    timeout: float | None,
+    show_progress_bar: bool = False,
+) -> None:
+    """Run ``workers`` processes of ``optnas worker`` on the study and wait for them.
+
+    ``n_trials`` are shared out among them. The workers see the modules this process
+    sees (its ``sys.path``), so a space given by import path resolves alike. A worker that
+    dies does not stop the others: its running trial is retried once the storage's
+    heartbeat finds it stale. On Ctrl-C every worker is interrupted and given
+    ``_GRACE_SECONDS`` to record its trials' ends.
+
+    Raises:
+        SearchError: Every worker failed (the first exit status is named).
+    """
+    shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
+    processes = [_start(storage, study_name, share, timeout) for share in shares if share != 0]
+    try:
+        _wait(processes, storage, study_name, n_trials, show_progress_bar)
+    except KeyboardInterrupt:
+        _interrupt(processes)
+        raise
+    codes = [p.returncode for p in processes]
+    if all(code != 0 for code in codes):
+        raise SearchError(
+            f"All {len(codes)} workers failed (exit status {codes[0]}); their errors are "
+            "printed above."
+        )
+    if any(code != 0 for code in codes):
+        optuna.logging.get_logger("optnas").warning(
+            f"{sum(c != 0 for c in codes)} of {len(codes)} workers ended with an error "
+            f"(exit status {sorted(set(codes) - {0})}); the others finished."
+        )
+
+
+def _shares(n_trials: int, workers: int) -> list[int]:
+    return [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
+
+
+def _start(
+    storage: str, study_name: str, n_trials: int | None, timeout: float | None
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "optnas", "worker", "--storage", storage]
+    command += ["--study-name", study_name, "--quiet"]
+    if n_trials is not None:
+        command += ["--n-trials", str(n_trials)]
+    if timeout is not None:
+        command += ["--timeout", str(timeout)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+
+
+def _wait(
+    processes: list[subprocess.Popen[bytes]],
+    storage: str,
+    study_name: str,
+    n_trials: int | None,
+    show_progress_bar: bool,
+) -> None:
+    bar = None
+    if show_progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_trials, unit="trial")
+    try:
+        while any(p.poll() is None for p in processes):
+            time.sleep(0.5)
+            if bar is not None:
+                bar.update(_finished(storage, study_name) - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _finished(storage: str, study_name: str) -> int:
+    from optnas.search import open_study
+
+    study = open_study(study_name, storage)
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+def _interrupt(processes: list[subprocess.Popen[bytes]]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + _GRACE_SECONDS
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -1,0 +1,172 @@
+"""Several worker processes on one study: journal file, SQLite, PostgreSQL; crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import optuna
+import pytest
+
+import optnas
+from optnas.definition import Definition
+from optnas.workers import work
+
+State = optuna.trial.TrialState
+POSTGRES = os.environ.get("OPTNAS_TEST_POSTGRES_URL")
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES,
+    reason="set OPTNAS_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) "
+    "to run the PostgreSQL tests; .ci/run sets it",
+)
+# A fast study: random MLPs on wine, 1 epoch, every candidate trained (no dedup, no pruning).
+FAST = {"epochs": 1, "dedup": False, "pruner": "none", "sampler": "random", "seed": 0}
+
+
+def _check_shared(study: optuna.Study, expected: int, workers: int) -> None:
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == expected == len(study.trials)
+    assert len({t.number for t in study.trials}) == expected
+    assert all(t.state == State.COMPLETE for t in finished)
+    for t in finished:
+        assert {"arch", "params", "flops", "val_curve", "worker"} <= set(t.user_attrs)
+        assert len(t.user_attrs["val_curve"]) == 1
+    assert len({t.user_attrs["worker"] for t in finished}) == workers
+
+
+def test_workers_on_a_journal_file_share_one_study(in_tmp):
+    url = f"journal:{in_tmp}/study.log"
+    study = optnas.search("mlp", "wine", ("accuracy",), n_trials=12, workers=4,
+                          storage=url, study_name="j", **FAST)  # fmt: skip
+    _check_shared(study, 12, workers=4)
+
+
+def test_workers_on_the_default_sqlite_file(in_tmp):
+    study = optnas.search("mlp", "wine", n_trials=6, workers=3, **FAST)
+    assert study.study_name == "mlp-wine-accuracy"
+    _check_shared(study, 6, workers=3)
+
+
+@needs_postgres
+def test_eight_workers_on_postgresql_run_exactly_their_trials():
+    name = f"optnas-test-{uuid.uuid4().hex[:8]}"
+    try:
+        study = optnas.search("mlp", "wine", ("accuracy",), n_trials=200, workers=8,
+                              storage=POSTGRES, study_name=name, **FAST)  # fmt: skip
+        _check_shared(study, 200, workers=8)
+        assert Counter(len(t.user_attrs) for t in study.trials).most_common(1)[0][1] == 200
+    finally:
+        if name in optuna.get_all_study_names(POSTGRES):
+            optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+def test_workers_refuse_storages_they_cannot_share_and_spaces_they_cannot_import():
+    with pytest.raises(ValueError, match="needs a storage that processes share"):
+        optnas.search("mlp", "wine", workers=2, storage="sqlite:///:memory:")
+
+    def local_space(trial, spec):
+        raise AssertionError("never built")
+
+    with pytest.raises(optnas.definition.DefinitionError, match="cannot be rebuilt"):
+        optnas.search(local_space, "wine", workers=2, storage="sqlite:///w.db")
+
+
+def test_a_worker_joins_by_storage_and_name_alone(in_tmp, capsys):
+    url = f"sqlite:///{in_tmp}/w.db"
+    optnas.search("mlp", "wine", n_trials=1, storage=url, study_name="w", **FAST)
+    study = work(url, "w", n_trials=2)
+    assert len(study.trials) == 3
+    assert Definition.from_study(study)["n_trials"] == 1  # run keys are not rewritten
+    argv = [sys.executable, "-m", "optnas", "worker", "--storage", url, "--study", "w",
+            "--n-trials", "1", "--quiet"]  # fmt: skip
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    assert len(optuna.load_study(study_name="w", storage=url).trials) == 4
+
+
+def _launch(url: str, name: str, n_trials: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "worker", "--storage", url, "--study-name", name,
+            "--n-trials", str(n_trials), "--quiet"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_a_killed_worker_s_trial_fails_and_is_retried_while_the_others_go_on(in_tmp):
+    url = f"sqlite:///{in_tmp}/k.db"
+    slow = FAST | {"epochs": 5, "heartbeat_interval": 1}
+    optnas.search("conftest:slow_space", "wine", ("accuracy",), n_trials=1, storage=url,
+                  study_name="k", **slow)  # fmt: skip
+    workers = [_launch(url, "k", 5) for _ in range(3)]
+    study = optuna.load_study(study_name="k", storage=url)
+
+    def running_after_a_completion():
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == State.COMPLETE and t.number > 0]
+        running = [t for t in trials if t.state == State.RUNNING and "worker" in t.user_attrs]
+        return done and running and (done, running[0])
+
+    done_before, victim = _wait_for(running_after_a_completion)
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    codes = {w.pid: w.wait(timeout=180) for w in workers}
+    assert codes.pop(pid) == -signal.SIGKILL
+    assert set(codes.values()) == {0}  # the others never stopped
+
+    trials = optuna.load_study(study_name="k", storage=url).trials
+    assert trials[victim.number].state == State.FAIL
+    retried = [t for t in trials
+               if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+               == victim.number]  # fmt: skip
+    assert len(retried) == 1 and retried[0].state == State.COMPLETE
+    assert retried[0].params == victim.params
+    assert "stopped sending heartbeats" in retried[0].user_attrs["retry_reason"]
+    for t in done_before:
+        assert trials[t.number].state == State.COMPLETE  # no completed trial lost
+    assert not [t for t in trials if t.state == State.RUNNING]
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
+    url = f"sqlite:///{in_tmp}/c.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", "5", "--n-trials", "3",
+            "--storage", url, "--study-name", "c"]  # fmt: skip
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def running():
+        try:
+            trials = optuna.load_study(study_name="c", storage=url).get_trials(deepcopy=False)
+        except (KeyError, Exception):
+            return None
+        return any(t.state == State.RUNNING and t.user_attrs.get("val_curve") for t in trials)
+
+    _wait_for(running)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    last_line = err.decode().strip().splitlines()[-1]
+    assert last_line.startswith("optnas search: interrupted;") and "resumes the study" in last_line
+    assert "Warning" not in err.decode()
+    trials = optuna.load_study(study_name="c", storage=url).trials
+    assert not [t for t in trials if t.state == State.RUNNING]
+    interrupted = [t for t in trials if t.state == State.FAIL]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["fail_reason"]
+
+    argv[argv.index("--n-trials") + 1] = "1"
+    assert subprocess.run(argv, env=env, capture_output=True, timeout=120).returncode == 0
+    resumed = optuna.load_study(study_name="c", storage=url).trials
+    assert len(resumed) == len(trials) + 1 and resumed[-1].state == State.COMPLETE
