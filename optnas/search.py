@@ -659,9 +659,10 @@ def _storage_errors(url: str | None) -> Iterator[None]:
 
     try:
         yield
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
         where = _hide_password(url) if url else "the storage"
-        cause = getattr(error, "orig", None) or error
+        cause = error.__cause__ if isinstance(error.__cause__, SQLAlchemyError) else error
+        cause = getattr(cause, "orig", None) or cause
         hint = " (another process holds a write lock on it)" if "locked" in str(cause) else ""
         raise StorageError(f"Cannot use storage {where}: {cause}{hint}.") from error
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import optuna
@@ -305,11 +307,34 @@ def test_unreadable_storage_is_refused_and_left_alone(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
 
 
-def test_unreachable_database_names_url_without_password():
-    url = "postgresql+psycopg2://user:secret@127.0.0.1:1/nas"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:secret@127.0.0.1:1/nas",  # nothing listens on port 1
+        "postgresql+nosuchdriver://user:secret@127.0.0.1:1/nas",
+        "nosuchdb://user:secret@127.0.0.1:1/nas",
+    ],
+)
+def test_unreachable_database_or_wrong_url_fails_fast_naming_url_without_password(url):
+    start = time.perf_counter()
     with pytest.raises(optnas.StorageError) as error:
         optnas.search(tiny_space, n_trials=1, storage=url)
+    assert time.perf_counter() - start < 15
     assert "user:***@127.0.0.1:1/nas" in str(error.value) and "secret" not in str(error.value)
+
+
+def test_a_locked_sqlite_file_is_reported_and_left_alone(tmp_path):
+    url = f"sqlite:///{tmp_path}/locked.db"
+    optnas.search(tiny_space, n_trials=1, epochs=1, storage=url, study_name="s")
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, say, or a stuck one
+    try:
+        with pytest.raises(optnas.StorageError, match="locked"):
+            optnas.search(tiny_space, n_trials=1, epochs=1, storage=url, study_name="s")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 1
 
 
 class _Untouchable:

@@ -170,3 +170,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
     assert subprocess.run(argv, env=env, capture_output=True, timeout=120).returncode == 0
     resumed = optuna.load_study(study_name="c", storage=url).trials
     assert len(resumed) == len(trials) + 1 and resumed[-1].state == State.COMPLETE
+
+
+@needs_postgres
+def test_a_missing_postgresql_database_is_named_in_the_error():
+    url = POSTGRES.rsplit("/", 1)[0] + "/optnas_no_such_database"
+    with pytest.raises(optnas.StorageError, match="optnas_no_such_database"):
+        optnas.search("mlp", "wine", n_trials=1, storage=url)
