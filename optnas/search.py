@@ -71,6 +71,8 @@ def search(
     data_dir: str | os.PathLike[str] = "data",
     download: bool = False,
     image_size: int | None = None,
+    artifacts: str | os.PathLike[str] | Any | None = None,
+    keep_weights: int = 5,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
@@ -138,6 +140,13 @@ def search(
         data_dir: Folder of torchvision's datasets (``"mnist"``, ``"cifar10"``, ...).
         download: Download a torchvision dataset missing from ``data_dir``.
         image_size: Side to which images of a folder dataset are resized.
+        artifacts: Where each trial's diagram and the kept weights go (see
+            :mod:`optnas.artifacts`): a folder, an Optuna artifact store, ``False`` for
+            none, or None: beside an SQLite file (``studies/NAME.artifacts/``), none for
+            other storages. A folder is recorded with the study.
+        keep_weights: Keep the trained weights of a completed trial that is among this many
+            best completed trials when it ends (Pareto rank with several objectives); 0
+            keeps none.
         show_progress_bar: Show a progress bar of the trainings.
 
     Returns:
@@ -175,6 +184,9 @@ def search(
         latency_batch_size=latency_batch_size,
         max_initial_failures=max_initial_failures,
     )
+    if isinstance(keep_weights, bool) or not isinstance(keep_weights, int) or keep_weights < 0:
+        raise ValueError(f"keep_weights must be a whole number >= 0, but got {keep_weights!r}.")
+    _check_artifacts(artifacts)
     _check_choice("augment", augment, ("auto", *AUGMENTS))
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     if not 0.0 <= label_smoothing < 1.0:
@@ -209,6 +221,8 @@ def search(
         sampler=sampler_obj,
         pruner=pruner_obj,
     )
+    _record_origin(study, space_fn, dataset, data, data_dir=data_dir, image_size=image_size)
+    store = _artifact_store(study, artifacts, storage)
     train_kwargs = {
         "batch_size": batch_size,
         "lr": lr,
@@ -232,6 +246,8 @@ def search(
         train_kwargs=train_kwargs,
         latency_batch_size=latency_batch_size,
         dedup=dedup,
+        artifact_store=store,
+        keep_weights=keep_weights,
     )
     guard = _FailureGuard(max_initial_failures)
     try:
@@ -241,6 +257,70 @@ def search(
         runner.close()
     guard.raise_if_tripped()
     return study
+
+
+ORIGIN_ATTR = "optnas.search"
+"""Study user attr: the built-in space and the named dataset a search ran on, if so."""
+
+
+def _record_origin(
+    study: optuna.Study,
+    space: Callable[..., Any],
+    dataset: Dataset,
+    data: Any,
+    *,
+    data_dir: str | os.PathLike[str],
+    image_size: int | None,
+) -> None:
+    """Record what export and retraining need to rebuild a trial's network and data."""
+    from optnas import spaces
+
+    name = spaces.name_of(space)
+    origin = {
+        "space": name if spaces.SPACES.get(name) is space else None,
+        "data": _data_name(data),
+        "data_dir": str(Path(data_dir).resolve()),
+        "image_size": image_size,
+        "input_shape": list(dataset.spec.input_shape),
+        "num_classes": dataset.spec.num_classes,
+    }
+    if study.user_attrs.get(ORIGIN_ATTR) != origin:
+        study.set_user_attr(ORIGIN_ATTR, origin)
+
+
+def _data_name(data: Any) -> str | None:
+    """A dataset name as given, an image folder as an absolute path, else None."""
+    from optnas.data import DATASETS
+
+    if isinstance(data, str) and data in DATASETS:
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return str(Path(data).resolve())
+    return None
+
+
+def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any) -> Any:
+    """The artifact store a search uploads to (see :mod:`optnas.artifacts`), or None."""
+    from optnas import artifacts as store
+
+    if artifacts is False:
+        return None
+    if artifacts is None:
+        folder = store.default_folder(storage or default_storage(study.study_name))
+        return None if folder is None else store.create_store(study, folder)
+    if isinstance(artifacts, (str, os.PathLike)):
+        return store.create_store(study, artifacts)
+    return artifacts
+
+
+def _check_artifacts(artifacts: Any) -> None:
+    if artifacts is None or artifacts is False or isinstance(artifacts, (str, os.PathLike)):
+        return
+    if not all(callable(getattr(artifacts, m, None)) for m in ("write", "open_reader")):
+        raise ValueError(
+            "artifacts must be a folder, an Optuna artifact store, False or None, but got "
+            f"{type(artifacts).__name__}."
+        )
 
 
 def _optimize(

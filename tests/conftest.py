@@ -94,3 +94,25 @@ def enqueued_study(tmp_path, name: str, params: list[dict], directions=("maximiz
     for p in params:
         study.enqueue_trial(p)
     return url
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory):
+    """A small finished default-style study (convnet on digits, accuracy / params / FLOPs)
+    in an SQLite file with its artifact folder beside it; shared, so tests only read it."""
+    import optnas
+
+    root = tmp_path_factory.mktemp("finished")
+    storage = f"sqlite:///{root}/study.db"
+    study = optnas.search(
+        "convnet",
+        "digits",
+        ("accuracy", "params", "flops"),
+        n_trials=3,
+        epochs=2,
+        seed=0,
+        storage=storage,
+        study_name="finished",
+        keep_weights=1,
+    )
+    return study, storage, root
