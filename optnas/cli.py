@@ -14,9 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 # Kept here rather than imported, so that `optnas --help` does not import torch or optuna.
-DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")
-DEFAULT_TRIALS = 25
-DEFAULT_EPOCHS = 10
+DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")  # Those of optnas/default.toml.
 SAMPLER_NAMES = ("auto", "tpe", "gp", "nsga2", "random", "evolution", "controller")
 NB201_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
@@ -57,124 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     search = commands.add_parser(
         "search",
-        help="run a NAS study (with no arguments: the default study on digits)",
-        description="Run a NAS study and print its Pareto-optimal trials. With no "
-        "arguments: convnet on digits, objectives accuracy, params and FLOPs.",
+        help="run a NAS study: a study file, or the default study on digits",
+        description="Run a NAS study and print its Pareto-optimal trials. FILE is a study "
+        "file (TOML; see studies/ and optnas.definition); without one, the default study: "
+        "convnet on digits, objectives accuracy, params and FLOPs, 25 trials x 10 epochs. "
+        "Flags override the file's values.",
     )
     search.set_defaults(run=_search)
-    search.add_argument(
-        "--space",
-        default="auto",
-        help="convnet, nb201, mlp or auto (default: auto: convnet for images, mlp for tables)",
-    )
-    search.add_argument(
-        "--data",
-        default="digits",
-        help="digits, wine, breast_cancer (embedded); mnist, fashion_mnist, cifar10, cifar100 "
-        "(torchvision, from --data-dir); or a folder of class subfolders (default: digits)",
-    )
-    search.add_argument(
-        "--data-dir",
-        default="data",
-        help="folder holding torchvision's datasets (default: ./data)",
-    )
-    search.add_argument(
-        "--download",
-        action="store_true",
-        help="download a torchvision dataset missing from --data-dir (needs network access)",
-    )
-    search.add_argument(
-        "--image-size", type=_positive_int, help="resize the images of a folder to this side"
-    )
-    search.add_argument(
-        "--objectives",
-        type=_names,
-        default=DEFAULT_OBJECTIVES,
-        help="comma-separated, from accuracy, params, flops, macs, latency "
-        f"(default: {','.join(DEFAULT_OBJECTIVES)})",
-    )
-    search.add_argument(
-        "--n-trials",
-        type=_positive_int,
-        default=DEFAULT_TRIALS,
-        help=f"trials to run (default: {DEFAULT_TRIALS})",
-    )
-    search.add_argument("--timeout", type=_positive_float, help="stop starting trials after S s")
-    search.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=DEFAULT_EPOCHS,
-        help=f"epochs per child training (default: {DEFAULT_EPOCHS})",
-    )
-    search.add_argument(
-        "--sampler",
-        default="auto",
-        help=f"{', '.join(SAMPLER_NAMES)} (default: auto: optnas's cost-aware Gaussian process)",
-    )
-    search.add_argument(
-        "--pruner",
-        default="auto",
-        help="auto, median, hyperband, sha (one objective), pareto, pareto-halving, none "
-        "(default: auto: median with one objective, pareto with several)",
-    )
-    search.add_argument(
-        "--budget",
-        type=_budget,
-        action="append",
-        default=[],
-        metavar="KEY=MAX",
-        help="skip networks with more params/flops/macs/latency than MAX (repeatable)",
-    )
-    search.add_argument(
-        "--latency-batch-size",
-        type=_positive_int,
-        default=1,
-        help="batch size at which latency (ms) is timed (default: 1)",
-    )
-    search.add_argument(
-        "--no-dedup",
-        dest="dedup",
-        action="store_false",
-        help="train every candidate, even an architecture the study already trained",
-    )
-    search.add_argument(
-        "--batch-size", type=_positive_int, default=128, help="training batch size (default: 128)"
-    )
-    search.add_argument(
-        "--lr", type=_positive_float, default=1e-2, help="peak learning rate (default: 0.01)"
-    )
-    search.add_argument(
-        "--optimizer", default="adamw", help="adamw, sgd (one-cycle schedule; default: adamw)"
-    )
-    search.add_argument(
-        "--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)"
-    )
-    search.add_argument(
-        "--augment",
-        default="auto",
-        help="none, crop, flip, crop+flip, batched on the device (default: auto: the "
-        "dataset's own, e.g. crop+flip for CIFAR)",
-    )
-    search.add_argument(
-        "--autotune",
-        action="store_true",
-        help="cuDNN autotuning in each child (pays for long children only)",
-    )
-    search.add_argument(
-        "--devices",
-        "--device",
-        default="auto",
-        help="auto, cpu, cuda (every GPU), cuda:N, or a comma-separated list "
-        "(default: auto: every GPU, else the CPU)",
-    )
-    search.add_argument(
-        "--trials-per-device",
-        type=_auto_or_positive_int,
-        default="auto",
-        help="child trainings at once per device, each in a worker process (default: auto: "
-        "1 on CPU; on GPUs one per CPU core, at most 8; 1 when timing latency)",
-    )
-    search.add_argument("--seed", type=int, help="seed of the sampler and the children")
+    search.add_argument("file", nargs="?", help="a study file, e.g. studies/digits.toml")
+    _add_search_flags(search)
     search.add_argument(
         "--artifacts",
         help="folder for each trial's diagram and the kept weights (default: beside the "
@@ -191,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a study's best (Pareto-optimal) trials")
     show.set_defaults(run=_show)
     _add_study_arguments(show)
+    show.add_argument(
+        "--definition", action="store_true", help="print the study's definition as a study file"
+    )
     _add_results(commands)
     _add_bench(commands)
     return parser
@@ -234,6 +126,97 @@ def _add_results(commands: Any) -> None:
     retrain.add_argument("--seed", type=int, default=0, help="(default: 0)")
     retrain.add_argument("--devices", "--device", default="auto", help="(default: auto)")
     _add_study_arguments(retrain, artifacts=True)
+
+
+def _add_search_flags(search: argparse.ArgumentParser) -> None:
+    """Flags of ``optnas search``; each overrides one key of the study file (``key``)."""
+
+    def flag(*names: str, key: str, **kwargs: Any) -> None:
+        kwargs.setdefault("default", None)
+        search.add_argument(*names, dest=key, **kwargs)
+
+    flag("--space", key="space", help="convnet, nb201, mlp, auto, or package.module:function")
+    flag(
+        "--data",
+        key="data.name",
+        help="digits, wine, breast_cancer (embedded); mnist, fashion_mnist, cifar10, cifar100 "
+        "(torchvision, from --data-dir); or a folder of class subfolders",
+    )
+    flag("--data-dir", key="data.root", help="folder holding torchvision's datasets (./data)")
+    flag(
+        "--download",
+        key="data.download",
+        action="store_const",
+        const=True,
+        help="download a torchvision dataset missing from --data-dir (needs network access)",
+    )
+    flag("--image-size", key="data.image_size", type=_positive_int,
+         help="resize the images of a folder to this side")  # fmt: skip
+    flag("--split-seed", key="data.split_seed", type=int, help="seed of the data split (0)")
+    flag(
+        "--objectives",
+        key="objectives",
+        type=_names,
+        help="comma-separated, from accuracy, params, flops, macs, latency",
+    )
+    flag("--n-trials", key="n_trials", type=_positive_int, help="candidates to train")
+    flag("--timeout", key="timeout", type=_positive_float, help="stop starting trials after S s")
+    flag("--epochs", key="train.epochs", type=_positive_int, help="epochs per child training")
+    flag("--sampler", key="sampler", help=f"{', '.join(SAMPLER_NAMES)}, or a package path")
+    flag(
+        "--pruner",
+        key="pruner",
+        help="auto, median, hyperband, sha (one objective), pareto, pareto-halving, none",
+    )
+    flag(
+        "--budget",
+        key="budgets",
+        type=_budget,
+        action="append",
+        metavar="KEY=MAX",
+        help="skip networks with more params/flops/macs/latency than MAX (repeatable)",
+    )
+    flag("--latency-batch-size", key="latency_batch_size", type=_positive_int,
+         help="batch size at which latency (ms) is timed")  # fmt: skip
+    flag(
+        "--no-dedup",
+        key="dedup",
+        action="store_const",
+        const=False,
+        help="train every candidate, even an architecture the study already trained",
+    )
+    flag("--batch-size", key="train.batch_size", type=_positive_int, help="training batch size")
+    flag("--lr", key="train.lr", type=_positive_float, help="peak learning rate")
+    flag("--optimizer", key="train.optimizer", help="adamw, sgd (one-cycle schedule)")
+    flag("--label-smoothing", key="train.label_smoothing", type=float, help="label smoothing")
+    flag("--augment", key="train.augment",
+         help="auto, none, crop, flip, crop+flip, batched on the device")  # fmt: skip
+    flag(
+        "--autotune",
+        key="train.autotune",
+        action="store_const",
+        const=True,
+        help="cuDNN autotuning in each child (pays for long children only)",
+    )
+    flag(
+        "--devices",
+        "--device",
+        key="devices",
+        help="auto, cpu, cuda (every GPU), cuda:N, or a comma-separated list",
+    )
+    flag(
+        "--trials-per-device",
+        key="trials_per_device",
+        type=_auto_or_positive_int,
+        help="child trainings at once per device, each in a worker process",
+    )
+    flag("--seed", key="seed", type=int, help="seed of the sampler and the children")
+    flag(
+        "--fork",
+        key="fork",
+        metavar="NEW",
+        help="continue under the name NEW from a copy of the study, with this definition",
+    )
 
 
 def _add_bench(commands: Any) -> None:
@@ -425,48 +408,57 @@ def _resolve_trial(study: optuna.Study, trial: int | str) -> int:
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
+    from optnas.definition import DEFAULT_FILE, load
     from optnas.search import search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    file = load(args.file or DEFAULT_FILE)
+    overrides = _overrides(args)
+    definition = file.replace(overrides, source=f"{file.source} with the flags given")
+    # search() itself, for the flags that say where results go, not what the study is.
     study = search(
-        args.space,
-        args.data,
-        args.objectives,
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        label_smoothing=args.label_smoothing,
-        augment=args.augment,
-        autotune=args.autotune,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        storage=args.storage,
-        study_name=args.study_name,
-        devices=args.devices,
-        trials_per_device=args.trials_per_device,
-        seed=args.seed,
-        budgets=dict(args.budget),
-        latency_batch_size=args.latency_batch_size,
-        dedup=args.dedup,
-        data_dir=args.data_dir,
-        download=args.download,
-        image_size=args.image_size,
+        **definition.search_kwargs(),
+        fork=args.fork,
         artifacts=args.artifacts,
         keep_weights=args.keep_weights,
         show_progress_bar=True,
     )
-    print(summary(study, _storage_url(args.storage, study.study_name)))
+    print(summary(study, _storage_url(definition["storage"], study.study_name)))
     return 0
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The study-file keys the flags set: ``{"train.epochs": 5, ...}``."""
+    given = {
+        key: value
+        for key, value in vars(args).items()
+        if value is not None and (key in _FILE_KEYS or "." in key)
+    }
+    for key, value in given.pop("budgets", []):
+        given[f"budgets.{key}"] = value
+    if "objectives" in given:
+        given["objectives"] = list(given["objectives"])
+    return given
+
+
+# Flags that set top-level keys of a study file (dotted dests set keys of its tables).
+_FILE_KEYS = frozenset(
+    {"space", "objectives", "n_trials", "timeout", "sampler", "pruner", "budgets",
+     "latency_batch_size", "dedup", "devices", "trials_per_device", "seed", "storage",
+     "study_name"}
+)  # fmt: skip
+
+
 def _show(args: argparse.Namespace) -> int:
+    from optnas.definition import Definition
     from optnas.search import open_study
 
     name = args.study_name or _default_name(args)
     study = open_study(name, args.storage)
+    if args.definition:
+        print(f"# The definition of study {study.study_name!r}, as a study file.")
+        print(Definition.from_study(study).to_toml(), end="")
+        return 0
     print(summary(study, _storage_url(args.storage, study.study_name)))
     return 0
 

@@ -176,39 +176,42 @@ def _space_and_data(
 ) -> tuple[Callable[..., Any], DataSpec, Callable[[], Dataset]]:
     """The study's space, data spec, and a loader of its dataset.
 
-    Read from what :func:`optnas.search` recorded with the study (user attr
-    ``"optnas.search"``); ``space`` and ``data`` override it, for a space or data of
-    one's own.
+    Read from the definition the search recorded with the study (see
+    :class:`optnas.definition.Definition`); ``space`` and ``data`` override it, for a
+    space or data given to the search as Python objects, which no definition rebuilds.
     """
     from optnas import spaces
     from optnas.data import DataSpec, load
-    from optnas.search import ORIGIN_ATTR
+    from optnas.definition import DEFINITION_ATTR, Definition
+    from optnas.search import SPEC_ATTR
 
-    origin = study.user_attrs.get(ORIGIN_ATTR) or {}
-    name = origin.get("space")
-    if space is None and name is None:
-        raise ValueError(
-            f"Study {study.study_name!r} was not searched in a built-in space (or not by "
-            "optnas.search), so the space is unknown: pass space= (your "
-            "space(trial, spec) function)."
-        )
-    space_fn = spaces.get(space if space is not None else name)
+    recorded = Definition.from_study(study).values if DEFINITION_ATTR in study.user_attrs else None
+    if space is None:
+        space = recorded["space"] if recorded else None
+        if space is None or str(space["name"]).startswith("<"):
+            raise ValueError(
+                f"Study {study.study_name!r} was searched in a space given as a Python "
+                "object (or not by optnas.search), so it cannot be rebuilt from storage: "
+                "pass space= (your space(trial, spec) function)."
+            )
+    space_fn = spaces.get(space)
 
     def load_data() -> Dataset:
-        source = data if data is not None else origin.get("data")
-        if source is None:
+        if data is not None:
+            return load(data)
+        given = dict(recorded["data"]) if recorded else {"name": "<unknown>"}
+        if str(given["name"]).startswith("<"):
             raise ValueError(
-                f"Study {study.study_name!r} was searched on data given as arrays, so they "
-                "are not recorded with it: pass data=."
+                f"Study {study.study_name!r} was searched on data given as arrays or a "
+                "Dataset, which are not recorded with it: pass data=."
             )
-        return load(source, data_dir=origin.get("data_dir", "data"),
-                    image_size=origin.get("image_size"))  # fmt: skip
+        name, root = given.pop("name"), given.pop("root", "data")
+        return load(name, data_dir=root, **given)
 
-    if "input_shape" in origin and data is None:
-        spec = DataSpec(tuple(origin["input_shape"]), int(origin["num_classes"]))
-    else:
-        spec = load_data().spec
-    return space_fn, spec, load_data
+    spec = study.user_attrs.get(SPEC_ATTR)
+    if spec is not None and data is None:
+        return space_fn, DataSpec(tuple(spec["input_shape"]), spec["num_classes"]), load_data
+    return space_fn, load_data().spec, load_data
 
 
 # ---------------------------------------------------------------------------------------

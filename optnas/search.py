@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 
+from optnas._options import call_with_options, import_object, is_import_path, split_named
 from optnas.cost import METRICS
 from optnas.errors import SearchError, StorageError
 from optnas.samplers import SamplerName
@@ -21,6 +22,7 @@ from optnas.samplers import create as create_sampler
 
 if TYPE_CHECKING:
     from optnas.data import Dataset
+    from optnas.definition import Definition
 
 __all__ = [
     "COSTS",
@@ -29,6 +31,7 @@ __all__ = [
     "create_pruner",
     "default_storage",
     "open_study",
+    "record",
     "search",
 ]
 
@@ -44,7 +47,7 @@ AugmentName = Literal["auto", "none", "crop", "flip", "crop+flip"]
 
 
 def search(
-    space: str | Callable[..., Any] = "auto",
+    space: str | Mapping[str, Any] | Callable[..., Any] = "auto",
     data: str | tuple[Any, Any] | Dataset = "digits",
     objectives: Sequence[str] = ("accuracy",),
     *,
@@ -57,8 +60,8 @@ def search(
     label_smoothing: float = 0.0,
     augment: AugmentName = "auto",
     autotune: bool = False,
-    sampler: SamplerName | optuna.samplers.BaseSampler = "auto",
-    pruner: PrunerName | optuna.pruners.BasePruner = "auto",
+    sampler: SamplerName | str | Mapping[str, Any] | optuna.samplers.BaseSampler = "auto",
+    pruner: PrunerName | str | Mapping[str, Any] | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     devices: str | Sequence[str] = "auto",
@@ -71,6 +74,10 @@ def search(
     data_dir: str | os.PathLike[str] = "data",
     download: bool = False,
     image_size: int | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    fork: str | None = None,
     artifacts: str | os.PathLike[str] | Any | None = None,
     keep_weights: int = 5,
     show_progress_bar: bool = False,
@@ -165,8 +172,9 @@ def search(
         >>> len(study.trials)
         2
     """
+    call = dict(locals())  # The arguments, as given: recorded as the study's definition.
     # torch is imported here, not at module level, to keep `import optnas` fast.
-    from optnas import spaces
+    from optnas import definition, spaces
     from optnas.data import load
     from optnas.objective import Objective
     from optnas.pool import DevicePool, LocalRunner
@@ -194,7 +202,15 @@ def search(
     device_list = resolve_devices(devices)
     timed = "latency" in objectives or "latency" in budgets
     slots = _slots_per_device(trials_per_device, device_list, timed=timed)
-    dataset = load(data, data_dir=data_dir, download=download, image_size=image_size)
+    dataset = load(
+        data,
+        data_dir=data_dir,
+        download=download,
+        image_size=image_size,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+    )
     if augment not in ("auto", "none") and not dataset.spec.is_image:
         raise ValueError(
             f"augment={augment!r} needs images, but {dataset.name!r} holds samples of shape "
@@ -213,6 +229,8 @@ def search(
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
+    if fork is not None:
+        name, storage, forked = _fork(name, fork, storage)
     study = open_study(
         name,
         storage,
@@ -221,7 +239,8 @@ def search(
         sampler=sampler_obj,
         pruner=pruner_obj,
     )
-    _record_origin(study, space_fn, dataset, data, data_dir=data_dir, image_size=image_size)
+    record(study, definition.from_call(call, space_fn), replace=fork is not None and forked)
+    _record_spec(study, dataset)
     store = _artifact_store(study, artifacts, storage)
     train_kwargs = {
         "batch_size": batch_size,
@@ -259,44 +278,82 @@ def search(
     return study
 
 
-ORIGIN_ATTR = "optnas.search"
-"""Study user attr: the built-in space and the named dataset a search ran on, if so."""
+def record(study: optuna.Study, definition: Definition, *, replace: bool = False) -> None:
+    """Record ``definition`` with ``study``, refusing one that changes what the study is.
+
+    Raises:
+        StorageError: ``study`` holds another definition (keys other than how-to-run
+            ones such as ``n_trials`` differ) and ``replace`` is off.
+
+    Example:
+        >>> from optnas.definition import DEFAULT_FILE, load
+        >>> study = optuna.create_study()
+        >>> record(study, load(DEFAULT_FILE))
+        >>> record(study, load(DEFAULT_FILE).replace({"n_trials": 3}))  # a rerun: fine
+    """
+    from optnas.definition import DEFINITION_ATTR, Definition
+
+    recorded = study.user_attrs.get(DEFINITION_ATTR)
+    if recorded is not None and not replace:
+        changed = Definition.from_study(study).differences(definition)
+        if changed:
+            raise StorageError(
+                f"Study {study.study_name!r} was created with another definition; this run "
+                f"would change {', '.join(changed)}. Rerun it as it was (`optnas show "
+                "--definition` prints its definition), choose another study name, or fork "
+                "it: fork='NEW' (CLI: --fork NEW) continues under the name NEW from a copy "
+                "of its trials, with the new definition."
+            )
+        return
+    study.set_user_attr(DEFINITION_ATTR, definition.to_json())
 
 
-def _record_origin(
-    study: optuna.Study,
-    space: Callable[..., Any],
-    dataset: Dataset,
-    data: Any,
-    *,
-    data_dir: str | os.PathLike[str],
-    image_size: int | None,
-) -> None:
-    """Record what export and retraining need to rebuild a trial's network and data."""
-    from optnas import spaces
+def _fork(
+    source: str, target: str, storage: str | optuna.storages.BaseStorage | None
+) -> tuple[str, str | optuna.storages.BaseStorage | None, bool]:
+    """Copy study ``source`` to ``target`` unless ``target`` exists: ``(target, storage to
+    use, whether it was copied now)``. With the default storage each study has its own
+    file; otherwise both live in ``storage``."""
+    if not target or target == source:
+        raise ValueError(
+            f"fork needs a new study name, other than {source!r}, but got {target!r}."
+        )
+    if isinstance(storage, str):
+        storage = _open_storage(storage, create=True)  # One object: ":memory:" stays one.
+    to_storage = storage if storage is not None else default_storage(target)
+    if storage is None:
+        STUDIES_DIR.mkdir(exist_ok=True)
+        to_storage = _open_storage(to_storage, create=True)
+    if target in optuna.get_all_study_names(to_storage):
+        return target, storage, False
+    from_storage = storage if storage is not None else default_storage(source)
+    if isinstance(from_storage, str):
+        if not Path(from_storage[len("sqlite:///") :]).exists():
+            raise StorageError(f"Cannot fork study {source!r}: {from_storage} does not exist.")
+        from_storage = _open_storage(from_storage, create=False)
+    if source not in optuna.get_all_study_names(from_storage):
+        raise StorageError(f"Cannot fork study {source!r}: no study of that name to copy.")
+    optuna.copy_study(
+        from_study_name=source,
+        from_storage=from_storage,
+        to_storage=to_storage,
+        to_study_name=target,
+    )
+    optuna.load_study(study_name=target, storage=to_storage).set_user_attr(
+        "optnas.forked_from", source
+    )
+    return target, storage, True
 
-    name = spaces.name_of(space)
-    origin = {
-        "space": name if spaces.SPACES.get(name) is space else None,
-        "data": _data_name(data),
-        "data_dir": str(Path(data_dir).resolve()),
-        "image_size": image_size,
-        "input_shape": list(dataset.spec.input_shape),
-        "num_classes": dataset.spec.num_classes,
-    }
-    if study.user_attrs.get(ORIGIN_ATTR) != origin:
-        study.set_user_attr(ORIGIN_ATTR, origin)
+
+SPEC_ATTR = "optnas.spec"
+"""Study user attr: the data's input shape and classes, so that a trial's network can be
+rebuilt without loading the data (see :mod:`optnas.export`)."""
 
 
-def _data_name(data: Any) -> str | None:
-    """A dataset name as given, an image folder as an absolute path, else None."""
-    from optnas.data import DATASETS
-
-    if isinstance(data, str) and data in DATASETS:
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        return str(Path(data).resolve())
-    return None
+def _record_spec(study: optuna.Study, dataset: Dataset) -> None:
+    spec = {"input_shape": list(dataset.spec.input_shape), "num_classes": dataset.spec.num_classes}
+    if study.user_attrs.get(SPEC_ATTR) != spec:
+        study.set_user_attr(SPEC_ATTR, spec)
 
 
 def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any) -> Any:
@@ -388,12 +445,18 @@ def _safe_key(space: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def create_pruner(
-    pruner: str | optuna.pruners.BasePruner, *, epochs: int, n_objectives: int = 1
+    pruner: str | Mapping[str, Any] | optuna.pruners.BasePruner,
+    *,
+    epochs: int,
+    n_objectives: int = 1,
 ) -> optuna.pruners.BasePruner:
-    """A pruner for a name in :data:`PRUNERS`, or ``pruner`` itself.
+    """A pruner for a name in :data:`PRUNERS` or an import path ``"package.module:Class"``
+    (either alone or as a mapping with options: ``{"name": "median",
+    "n_startup_trials": 10}``, keywords of its constructor), or ``pruner`` itself.
 
     Raises:
-        ValueError: An unknown name, or a pruner that cannot judge ``n_objectives``.
+        ValueError: An unknown name or option, or a pruner that cannot judge
+            ``n_objectives``.
 
     Example:
         >>> type(create_pruner("hyperband", epochs=10)).__name__
@@ -401,33 +464,54 @@ def create_pruner(
         >>> type(create_pruner("auto", epochs=10, n_objectives=2)).__name__
         'ParetoPruner'
     """
-    from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS, ParetoHalvingPruner, ParetoPruner
+    from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
 
+    pruner, options = split_named(pruner, "pruner")
+    if is_import_path(pruner) and not options:
+        imported = import_object(pruner, "pruner")
+        pruner = imported if isinstance(imported, optuna.pruners.BasePruner) else pruner
     if pruner == "auto":
         pruner = "median" if n_objectives == 1 else "pareto"
     if isinstance(pruner, optuna.pruners.BasePruner):
+        if options:
+            raise ValueError("A pruner object takes no options; configure it when creating it.")
         resolved = pruner
-    elif pruner == "median":
-        resolved = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    elif pruner == "hyperband":
-        resolved = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    elif pruner == "sha":
-        resolved = optuna.pruners.SuccessiveHalvingPruner()
-    elif pruner == "pareto":
-        # Early epochs say little here (one-cycle warm-up, batch-norm statistics settling).
-        resolved = ParetoPruner(n_warmup_steps=max(1, epochs // 2))
-    elif pruner == "pareto-halving":
-        resolved = ParetoHalvingPruner()
-    elif pruner == "none":
-        resolved = optuna.pruners.NopPruner()
     else:
-        raise ValueError(f"Unknown pruner {pruner!r}; valid names: {', '.join(PRUNERS)}.")
+        factory, defaults = _pruner_factory(pruner, epochs)
+        resolved = call_with_options(factory, defaults | options, what=f"pruner {pruner!r}")
+        if not isinstance(resolved, optuna.pruners.BasePruner):
+            raise ValueError(
+                f"The pruner {pruner!r} made a {type(resolved).__name__}, not a pruner."
+            )
     if n_objectives > 1 and isinstance(resolved, SINGLE_OBJECTIVE_PRUNERS):
         raise ValueError(
             f"The pruner {type(resolved).__name__} works with one objective only, but this "
             f"study has {n_objectives}; use 'pareto', 'pareto-halving' or 'none'."
         )
     return resolved
+
+
+def _pruner_factory(name: str, epochs: int) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The constructor of the pruner ``name`` and optnas's defaults for it."""
+    from optnas.pruners import ParetoHalvingPruner, ParetoPruner
+
+    if is_import_path(name):
+        return import_object(name, "pruner"), {}
+    factories: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+        "median": (optuna.pruners.MedianPruner, {"n_startup_trials": 5, "n_warmup_steps": 1}),
+        "hyperband": (optuna.pruners.HyperbandPruner, {"min_resource": 1, "max_resource": epochs}),
+        "sha": (optuna.pruners.SuccessiveHalvingPruner, {}),
+        # Early epochs say little here (one-cycle warm-up, batch-norm statistics settling).
+        "pareto": (ParetoPruner, {"n_warmup_steps": max(1, epochs // 2)}),
+        "pareto-halving": (ParetoHalvingPruner, {}),
+        "none": (optuna.pruners.NopPruner, {}),
+    }
+    if name not in factories:
+        raise ValueError(
+            f"Unknown pruner {name!r}; valid names: {', '.join(PRUNERS)}, or an import path "
+            "'package.module:PrunerClass'."
+        )
+    return factories[name]
 
 
 def resolve_devices(devices: str | Sequence[str]) -> list[Any]:

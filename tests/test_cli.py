@@ -71,9 +71,9 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["search", "--sampler", "bogus"], "Unknown sampler 'bogus'; valid names: auto, tpe"),
-        (["search", "--objectives", "accuracy,speed"], "Unknown objective 'speed'"),
-        (["search", "--budget", "energy=3"], "Unknown budget 'energy'"),
+        (["search", "--sampler", "bogus"], "unknown sampler 'bogus'; valid names: auto, tpe"),
+        (["search", "--objectives", "accuracy,speed"], "got ['accuracy', 'speed']"),
+        (["search", "--budget", "energy=3"], "unknown key 'budgets.energy'"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
         (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler ['bogus']"),
         (["bench", "nb201", "--table", "missing.csv"], "No NAS-Bench-201 table at missing.csv"),

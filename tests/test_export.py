@@ -87,13 +87,19 @@ def test_unknown_trials_formats_and_stores_are_clear_errors(finished_study, tmp_
         load_model(study, trial.number, artifacts=tmp_path / "missing")
 
 
-def test_a_space_of_ones_own_is_passed_explicitly(tmp_path):
+def test_a_space_of_ones_own_rebuilds_by_import_path_or_when_passed(tmp_path):
     study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1,
+                          storage=f"sqlite:///{tmp_path}/own.db")  # fmt: skip
+    # A module-level function is recorded by its import path: nothing to pass.
+    assert load_model(study, 0)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    record = json.loads(export(study, 0, tmp_path, formats=["json"])["json"].read_text())
+    assert record["space"] == "conftest:tiny_space"
+
+    def local_space(trial, spec):  # no import path reaches it
+        return tiny_space(trial, spec)
+
+    study = optnas.search(local_space, "digits", n_trials=1, epochs=1, study_name="local",
                           storage=f"sqlite:///{tmp_path}/own.db")  # fmt: skip
     with pytest.raises(ValueError, match="pass space="):
         load_model(study, 0)
-    model = load_model(study, 0, space=tiny_space)
-    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
-    record = json.loads(export(study, 0, tmp_path, space=tiny_space, formats=["json"])["json"]
-                        .read_text())  # fmt: skip
-    assert record["space"] == "conftest:tiny_space"
+    assert load_model(study, 0, space=local_space)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)

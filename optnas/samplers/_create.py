@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import optuna
 
+from optnas._options import call_with_options, import_object, is_import_path, split_named
 from optnas.samplers._controller import ControllerSampler
 from optnas.samplers._cost_aware import CostAwareSampler, CostFn, KeyFn
 from optnas.samplers._evolution import RegularizedEvolutionSampler
@@ -20,7 +21,7 @@ SamplerName = Literal["auto", "tpe", "gp", "nsga2", "random", "evolution", "cont
 
 
 def create(
-    name: SamplerName | optuna.samplers.BaseSampler,
+    name: SamplerName | str | Mapping[str, Any] | optuna.samplers.BaseSampler,
     *,
     directions: Sequence[str],
     seed: int | None = None,
@@ -41,7 +42,10 @@ def create(
     (``controller``).
 
     Args:
-        name: A name in :data:`SAMPLERS`, or a sampler, returned as it is.
+        name: A name in :data:`SAMPLERS`, an import path ``"package.module:Class"`` of a
+            sampler class, either of those with options as a mapping
+            (``{"name": "tpe", "n_startup_trials": 5}``: keywords of the sampler's
+            constructor), or a sampler, returned as it is.
         directions: The study's directions, ``"maximize"`` or ``"minimize"`` each.
         seed: Seed of the sampler.
         parallel: Trials run concurrently: TPE treats running trials as bad ("constant
@@ -52,7 +56,7 @@ def create(
             :func:`optnas.spaces.key` (used by ``auto``).
 
     Raises:
-        ValueError: An unknown name or direction.
+        ValueError: An unknown name, option or direction.
 
     Example:
         >>> type(create("tpe", directions=["maximize"], seed=0)).__name__
@@ -60,26 +64,46 @@ def create(
         >>> type(create("auto", directions=["maximize", "minimize"])).__name__
         'CostAwareSampler'
     """
+    name, options = split_named(name, "sampler")
     if isinstance(name, optuna.samplers.BaseSampler):
+        if options:
+            raise ValueError("A sampler object takes no options; configure it when creating it.")
         return name
     bad = [d for d in directions if d not in ("maximize", "minimize")]
     if bad or not directions:
         raise ValueError(
             f"directions must be 'maximize' or 'minimize' each, but got {list(directions)!r}."
         )
+    fixed: dict[str, object] = {"seed": seed}
+    if name in ("auto", "tpe"):
+        options.setdefault("constant_liar", parallel)
     if name == "auto":
-        tpe = optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
-        return CostAwareSampler(costs=costs, key=key, seed=seed, independent_sampler=tpe)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "evolution":
-        return RegularizedEvolutionSampler(seed=seed)
-    if name == "controller":
-        return ControllerSampler(seed=seed)
-    raise ValueError(f"Unknown sampler {name!r}; valid names: {', '.join(SAMPLERS)}.")
+        tpe_options = {"constant_liar": options.pop("constant_liar")}
+        tpe = optuna.samplers.TPESampler(seed=seed, **tpe_options)
+        fixed |= {"costs": costs, "key": key, "independent_sampler": tpe}
+    if is_import_path(name):
+        factory = import_object(name, "sampler")
+        if isinstance(factory, optuna.samplers.BaseSampler) and not options:
+            return factory
+    elif name in _FACTORIES:
+        factory = _FACTORIES[name]
+    else:
+        raise ValueError(
+            f"Unknown sampler {name!r}; valid names: {', '.join(SAMPLERS)}, or an import "
+            "path 'package.module:SamplerClass'."
+        )
+    sampler = call_with_options(factory, options, what=f"sampler {name!r}", fixed=fixed)
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise ValueError(f"The sampler {name!r} made a {type(sampler).__name__}, not a sampler.")
+    return sampler
+
+
+_FACTORIES = {
+    "auto": CostAwareSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "gp": optuna.samplers.GPSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    "random": optuna.samplers.RandomSampler,
+    "evolution": RegularizedEvolutionSampler,
+    "controller": ControllerSampler,
+}

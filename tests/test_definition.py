@@ -1,0 +1,189 @@
+"""Study files and the definitions recorded with studies (optnas.definition)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+import optnas
+from optnas.cli import main
+from optnas.definition import DEFAULT_FILE, DEFINITION_ATTR, Definition, DefinitionError, load
+from optnas.search import open_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "studies").glob("*.toml"))
+QUICK = {"n_trials": 2, "train.epochs": 1}
+
+
+def test_every_shipped_file_loads_with_a_comment_saying_what_it_is_for():
+    assert len(SHIPPED) >= 4
+    for path in [*SHIPPED, DEFAULT_FILE]:
+        definition = load(path)
+        assert definition["objectives"] and definition["space"]["name"]
+        assert path.read_text().startswith("# "), path
+
+
+def test_the_default_file_and_studies_digits_are_the_same_definition():
+    assert load(ROOT / "studies" / "digits.toml") == load(DEFAULT_FILE)
+
+
+@pytest.mark.parametrize("name", ["digits.toml", "mlp-tabular.toml"])
+def test_small_shipped_files_run_a_few_trials(name, in_tmp):
+    study = load(ROOT / "studies" / name).replace(QUICK).search()
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 1
+    assert Path("studies", f"{study.study_name}.db").exists()
+
+
+def test_file_and_no_file_give_the_same_recorded_definition(in_tmp, capsys):
+    quick = ["--n-trials", "1", "--epochs", "1"]
+    assert main(["search", *quick]) == 0
+    # The same study name: a different definition would be refused here.
+    assert main(["search", str(ROOT / "studies" / "digits.toml"), *quick]) == 0
+    study = open_study("convnet-digits-accuracy-params-flops", None)
+    recorded = Definition.from_study(study)
+    assert recorded["space"] == {"name": "convnet"}  # "auto" recorded as what it chose
+    assert recorded["train"]["epochs"] == 1 and len(study.trials) >= 2
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = 'objectives = ["accuracy"]\nspace = "mlp"\ndata = "wine"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "says"),
+    [
+        (GOOD + "n_trial = 3\n", "n_trial", "unknown key"),
+        (GOOD + "[train]\nepoch = 3\n", "train.epoch", "unknown key"),
+        (GOOD + "[train]\nepochs = 'ten'\n", "train.epochs", "expected a whole number"),
+        (GOOD + "dedup = 1\n", "dedup", "expected true or false"),
+        (GOOD + "[budgets]\nparams = -5\n", "budgets.params", "a positive number"),
+        ('space = "mlp"\ndata = "wine"\n', "objectives", "missing key"),
+        ('objectives = ["accuracy"]\ndata = "wine"\n', "space", "missing key"),
+        ('objectives = ["accuracy"]\nspace = "mlp"\n', "data", "missing key"),
+        (
+            'objectives = ["accuracy"]\ndata = "wine"\n[space]\nwidths = [1]\n',
+            "space.name",
+            "missing key",
+        ),  # fmt: skip
+        (GOOD.replace('"mlp"', '"resnet"'), "space.name", "unknown space 'resnet'"),
+        (GOOD.replace('"mlp"', '"no_such_pkg.spaces:fn"'), "space.name", "Cannot import"),
+        (GOOD.replace('"mlp"', '"optnas.spaces:nothing"'), "space.name", "has no attribute"),
+        (
+            GOOD.replace('space = "mlp"\n', "") + '[space]\nname = "mlp"\nmax_layer = 2\n',
+            "space.max_layer",
+            "Unknown option 'max_layer'",
+        ),  # fmt: skip
+        (GOOD + '[sampler]\nname = "tpe"\nstartup = 3\n', "sampler.startup", "Unknown option"),
+        (GOOD + 'pruner = "sometimes"\n', "pruner.name", "unknown pruner"),
+        (GOOD + 'objectives = ["speed"]\n', "line 4", "not valid TOML"),  # a repeated key
+        (GOOD.replace('"accuracy"', '"speed"'), "objectives", "expected a list of distinct"),
+    ],
+)
+def test_malformed_files_name_the_file_and_the_key(tmp_path, text, key, says):
+    path = _write(tmp_path, text)
+    with pytest.raises(DefinitionError) as error:
+        load(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ")
+    assert (key if key.startswith("line") else f"'{key}'") in message, message
+    assert says in message, message
+
+
+def test_the_cli_reports_a_malformed_file_in_one_line_before_training(tmp_path, capsys):
+    path = _write(tmp_path, GOOD + "[train]\nepochs = 0\n")
+    assert main(["search", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "'train.epochs'" in err
+
+
+def test_flags_override_the_file(in_tmp, capsys):
+    path = ROOT / "studies" / "mlp-tabular.toml"
+    storage = f"sqlite:///{in_tmp}/t.db"
+    argv = ["search", str(path), "--epochs", "1", "--n-trials", "2", "--storage", storage,
+            "--budget", "params=5000", "--sampler", "random"]  # fmt: skip
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="mlp-breast_cancer-accuracy-params", storage=storage)
+    recorded = Definition.from_study(study)
+    assert recorded["train"]["epochs"] == 1 and recorded["train"]["lr"] == 0.003
+    assert recorded["budgets"] == {"params": 5000.0} and recorded["sampler"] == {"name": "random"}
+    assert recorded["space"] == {"name": "mlp", "max_layers": 3}
+
+
+def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp):
+    kwargs = {"n_trials": 1, "epochs": 1, "study_name": "s", "storage": f"sqlite:///{in_tmp}/s.db"}
+    optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs)
+    optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"n_trials": 2})
+    with pytest.raises(optnas.StorageError, match=r"train\.epochs: 1 → 2.*fork"):
+        optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"epochs": 2})
+    study = optnas.search(
+        optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"epochs": 2}, fork="s-2"
+    )
+    assert study.study_name == "s-2"
+    original = optuna.load_study(study_name="s", storage=kwargs["storage"])
+    assert len(study.trials) > len(original.trials)
+    assert Definition.from_study(study)["train"]["epochs"] == 2
+    assert study.user_attrs["optnas.forked_from"] == "s"
+
+
+def test_a_fork_with_the_default_storage_gets_its_own_file(in_tmp):
+    optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="a")
+    optnas.search("mlp", "wine", n_trials=1, epochs=2, study_name="a", fork="b")
+    assert Path("studies/a.db").exists() and Path("studies/b.db").exists()
+    with pytest.raises(optnas.StorageError, match="Cannot fork study 'zzz'"):
+        optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="zzz", fork="y")
+
+
+def test_a_study_rebuilds_from_its_storage_alone(in_tmp, capsys):
+    storage = f"sqlite:///{in_tmp}/r.db"
+    optnas.search(
+        {"name": "nb201", "channels": 4, "cells": 1},
+        "digits",
+        sampler={"name": "tpe", "n_startup_trials": 3},
+        pruner={"name": "median", "n_startup_trials": 2},
+        n_trials=1,
+        epochs=1,
+        storage=storage,
+        study_name="r",
+        seed=3,
+    )
+    assert main(["show", "--storage", storage, "--definition"]) == 0
+    text = capsys.readouterr().out
+    definition = Definition.from_toml(text, source="shown")
+    assert definition["space"] == {"name": "nb201", "channels": 4, "cells": 1}
+    assert definition["sampler"] == {"name": "tpe", "n_startup_trials": 3}
+    # Rebuilt from storage alone, the same definition resumes the same study.
+    study = optuna.load_study(study_name="r", storage=storage)
+    again = Definition.from_study(study).replace({"n_trials": 1}).search()
+    assert len(again.trials) >= 2
+    assert json.loads(again.user_attrs[DEFINITION_ATTR])["seed"] == 3
+
+
+def test_functions_are_recorded_by_import_path_and_local_ones_cannot_be_rebuilt(in_tmp):
+    from conftest import tiny_space
+
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage=None)
+    assert Definition.from_study(study)["space"] == {"name": "conftest:tiny_space"}
+
+    def local_space(trial, spec):
+        return tiny_space(trial, spec)
+
+    study = optnas.search(local_space, "digits", n_trials=1, epochs=1, study_name="local")
+    definition = Definition.from_study(study)
+    assert definition["space"]["name"].startswith("<")
+    with pytest.raises(DefinitionError, match="cannot be rebuilt"):
+        definition.search_kwargs()
+
+
+def test_a_file_can_name_a_space_by_import_path(tmp_path, in_tmp):
+    path = _write(tmp_path, 'objectives = ["accuracy"]\nspace = "conftest:tiny_space"\n'
+                  'data = "digits"\nn_trials = 1\n[train]\nepochs = 1\n')  # fmt: skip
+    study = load(path).search()
+    assert set(study.trials[0].params) == {"width"}
