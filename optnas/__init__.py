@@ -21,9 +21,11 @@ from optnas.search import search
 __all__ = [
     "SearchError",
     "StorageError",
+    "artifacts",
     "cost",
     "dashboard",
     "data",
+    "diagram",
     "export",
     "hypervolume",
     "load_model",
@@ -35,7 +37,17 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("dashboard", "export", "hypervolume", "report", "retrain", "spaces", "train")
+_LAZY_MODULES = (
+    "artifacts",
+    "dashboard",
+    "diagram",
+    "export",
+    "hypervolume",
+    "report",
+    "retrain",
+    "spaces",
+    "train",
+)
 # Functions whose modules import torch: name -> module.
 _LAZY_FUNCTIONS = {"load_model": "optnas.export"}
 

@@ -49,8 +49,7 @@ def report(study: optuna.Study, path: str | os.PathLike[str]) -> Path:
 
     Example:
         >>> import optnas
-        >>> study = optnas.search("convnet", "digits", ("accuracy", "params"), n_trials=2,
-        ...                       epochs=1, storage="sqlite:///:memory:")
+        >>> study = optnas.search("convnet", "digits", ("accuracy", "params"))  # doctest: +SKIP
         >>> optnas.report.report(study, "report.html").name  # doctest: +SKIP
         'report.html'
     """

@@ -85,8 +85,9 @@ def retrain(
     Example:
         >>> import optnas
         >>> study = optnas.search("convnet", "digits", n_trials=1)  # doctest: +SKIP
-        >>> optnas.retrain.retrain(study, 0, epochs=20).test_accuracy  # doctest: +SKIP
-        0.9861
+        >>> result = optnas.retrain.retrain(study, 0, epochs=20)  # doctest: +SKIP
+        >>> result.train_samples, result.test_samples  # doctest: +SKIP
+        (1437, 360)
     """
     import torch
 
