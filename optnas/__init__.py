@@ -21,19 +21,40 @@ from optnas.search import search
 __all__ = [
     "SearchError",
     "StorageError",
+    "artifacts",
     "cost",
+    "dashboard",
     "data",
+    "diagram",
+    "export",
     "hypervolume",
+    "load_model",
+    "report",
+    "retrain",
     "search",
     "spaces",
     "train",
 ]
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("hypervolume", "spaces", "train")
+_LAZY_MODULES = (
+    "artifacts",
+    "dashboard",
+    "diagram",
+    "export",
+    "hypervolume",
+    "report",
+    "retrain",
+    "spaces",
+    "train",
+)
+# Functions whose modules import torch: name -> module.
+_LAZY_FUNCTIONS = {"load_model": "optnas.export"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
         return import_module(f"optnas.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(import_module(_LAZY_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'optnas' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""The ``optnas`` command: ``optnas search`` runs a study, ``optnas show`` prints one."""
+"""The ``optnas`` command: ``optnas search`` runs a study, ``optnas show`` prints one;
+``dashboard``, ``report``, ``export`` and ``retrain`` make its results usable."""
 
 from __future__ import annotations
 
@@ -32,7 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, SearchError, StorageError) as error:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        SearchError,
+        StorageError,
+    ) as error:
         print(f"optnas {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -60,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     search.set_defaults(run=_search)
     search.add_argument("file", nargs="?", help="a study file, e.g. studies/digits.toml")
     _add_search_flags(search)
+    search.add_argument(
+        "--artifacts",
+        help="folder for each trial's diagram and the kept weights (default: beside the "
+        "SQLite file, studies/NAME.artifacts)",
+    )
+    search.add_argument(
+        "--keep-weights",
+        type=_whole_number,
+        help="keep the weights of a trial among this many best when it ends (default: 5)",
+    )
     _add_study_arguments(search)
 
     worker = commands.add_parser(
@@ -91,8 +109,49 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--definition", action="store_true", help="print the study's definition as a study file"
     )
+    _add_results(commands)
     _add_bench(commands)
     return parser
+
+
+def _add_results(commands: Any) -> None:
+    dashboard = commands.add_parser(
+        "dashboard", help="open the study database in optuna-dashboard (diagrams included)"
+    )
+    dashboard.set_defaults(run=_dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=_positive_int, default=8080, help="(default: 8080)")
+    _add_study_arguments(dashboard, artifacts=True)
+
+    report = commands.add_parser("report", help="write an HTML report of a study")
+    report.set_defaults(run=_report)
+    report.add_argument("-o", "--output", default="report.html", help="(default: report.html)")
+    _add_study_arguments(report)
+
+    export = commands.add_parser(
+        "export", help="write a trial's architecture, weights, ONNX and TorchScript files"
+    )
+    export.set_defaults(run=_export)
+    _add_trial_argument(export)
+    export.add_argument("-o", "--output", help="folder to write (default: trial-N)")
+    export.add_argument(
+        "--format",
+        type=_names,
+        default=("json", "weights", "onnx", "torchscript"),
+        help="comma-separated, from json, weights, onnx, torchscript (default: all)",
+    )
+    _add_study_arguments(export, artifacts=True)
+
+    retrain = commands.add_parser(
+        "retrain",
+        help="train a trial's architecture on train+validation and report test accuracy",
+    )
+    retrain.set_defaults(run=_retrain)
+    _add_trial_argument(retrain)
+    retrain.add_argument("--epochs", type=_positive_int, help="epochs (default: the trial's own)")
+    retrain.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    retrain.add_argument("--devices", "--device", default="auto", help="(default: auto)")
+    _add_study_arguments(retrain, artifacts=True)
 
 
 def _add_search_flags(search: argparse.ArgumentParser) -> None:
@@ -282,12 +341,102 @@ def _bench_curve(results: dict[str, list[Any]], budget: float) -> str:
     return "\n".join(lines)
 
 
-def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_study_arguments(parser: argparse.ArgumentParser, *, artifacts: bool = False) -> None:
     parser.add_argument("--storage", help="database URL (default: sqlite:///studies/NAME.db)")
     parser.add_argument(
         "--study-name",
         help="study to create, resume or show (default: derived from space, data, objectives)",
     )
+    if artifacts:
+        parser.add_argument(
+            "--artifacts",
+            help="the artifact folder (default: the one recorded with the study, else "
+            "beside the SQLite file)",
+        )
+
+
+def _add_trial_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trial",
+        type=_trial_number,
+        required=True,
+        help="trial number, or 'best': the most accurate Pareto-optimal trial",
+    )
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from optnas.dashboard import dashboard
+
+    storage = args.storage or _storage_url(None, args.study_name or _default_name(args))
+    dashboard(storage, artifacts=args.artifacts, host=args.host, port=args.port)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from optnas.report import report
+
+    study = _load(args)
+    print(f"Wrote {report(study, args.output)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from optnas.export import export, trial_of
+
+    study = _load(args)
+    trial = trial_of(study, _resolve_trial(study, args.trial))
+    files = export(
+        study,
+        trial,
+        args.output or f"trial-{trial.number}",
+        artifacts=args.artifacts,
+        formats=args.format,
+    )
+    print(f"Trial {trial.number} ({trial.user_attrs.get('arch', '')}):")
+    for path in files.values():
+        print(f"  {path}")
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from optnas.retrain import retrain
+
+    study = _load(args)
+    number = _resolve_trial(study, args.trial)
+    result = retrain(
+        study,
+        number,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.devices,
+        artifacts=args.artifacts,
+    )
+    print(
+        f"Trial {number} retrained from scratch on train+validation ({result.train_samples} "
+        f"samples, {result.epochs} epochs, {result.seconds:.1f} s): test accuracy "
+        f"{result.test_accuracy:.4f} on {result.test_samples} test samples"
+    )
+    return 0
+
+
+def _load(args: argparse.Namespace) -> optuna.Study:
+    from optnas.search import open_study
+
+    return open_study(args.study_name or _default_name(args), args.storage)
+
+
+def _resolve_trial(study: optuna.Study, trial: int | str) -> int:
+    """A trial number; ``"best"``: the most accurate of the best (Pareto-optimal) trials."""
+    if trial != "best":
+        return int(trial)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not done:
+        raise ValueError(f"Study {study.study_name!r} has no completed trial yet.")
+    names = study.metric_names or []
+    if len(study.directions) == 1:
+        return study.best_trial.number
+    index = names.index("accuracy") if "accuracy" in names else 0
+    return max(study.best_trials, key=lambda t: t.values[index]).number
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -322,7 +471,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 _FILE_KEYS = frozenset(
     {"space", "objectives", "n_trials", "timeout", "sampler", "pruner", "budgets",
      "latency_batch_size", "dedup", "devices", "trials_per_device", "seed", "storage",
-     "study_name", "workers", "heartbeat_interval"}
+     "study_name", "workers", "heartbeat_interval", "artifacts", "keep_weights"}
 )  # fmt: skip
 
 
@@ -471,6 +620,24 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _trial_number(text: str) -> int | str:
+    if text == "best":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a trial number or 'best', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"trial numbers start at 0, got {value}")
     return value
 
 

@@ -26,6 +26,8 @@ The file format (TOML), every key optional unless marked::
     max_initial_failures = 5
     workers = 1                            # processes sharing the study on this machine
     heartbeat_interval = 60                # seconds; a dead worker's trial is retried
+    artifacts = "studies/my-study.artifacts"   # diagrams, kept weights; false: none
+    keep_weights = 5                       # weights of trials among the 5 best are kept
 
     [space]                  # required; or space = "convnet"
     name = "nb201"           # convnet, nb201, mlp, auto, or "package.module:function"
@@ -106,6 +108,8 @@ RUN_KEYS = frozenset(
         "workers",
         "heartbeat_interval",
         "sampler_seed",
+        "artifacts",
+        "keep_weights",
         "storage",
         "study_name",
         "data.root",
@@ -166,6 +170,10 @@ def _devices(value: Any) -> Any:
     return _BAD
 
 
+def _folder_or_false(value: Any) -> Any:
+    return value if value is False or (isinstance(value, str) and value) else _BAD
+
+
 def _auto_or_whole(value: Any) -> Any:
     return value if value == "auto" else _whole(1)(value)
 
@@ -202,6 +210,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "max_initial_failures": _Key(_whole(1), "a whole number ≥ 1"),
         "workers": _Key(_whole(1), "a whole number ≥ 1"),
         "heartbeat_interval": _Key(_whole(1), "a whole number of seconds ≥ 1"),
+        "artifacts": _Key(_folder_or_false, "a folder (a string) or false"),
+        "keep_weights": _Key(_whole(0), "a whole number ≥ 0"),
     },
     "data": {
         "name": _Key(_of_type(str), "a dataset name or an image folder", _REQUIRED, "data"),
@@ -442,6 +452,10 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
     )
     if not isinstance(raw.get("storage"), str):
         raw.pop("storage", None)
+    if not isinstance(raw.get("artifacts"), (str, os.PathLike, bool)):
+        raw.pop("artifacts", None)  # an artifact store object
+    elif isinstance(raw.get("artifacts"), os.PathLike):
+        raw["artifacts"] = os.fspath(raw["artifacts"])
     if isinstance(raw.get("devices"), (list, tuple)):
         raw["devices"] = [str(d) for d in raw["devices"]]
     raw["space"] = spaces.options_of(space) or {"name": f"<{_qualified(space)}>"}

@@ -10,11 +10,16 @@ Everything a trial learns goes into Optuna's storage as user attrs:
 * ``val_curve``: validation accuracy after each epoch so far (in single-objective studies
   also reported as intermediate values, which Optuna's pruners read);
   ``train_seconds``: wall time of the training, pruned or not (0 when not trained);
+  ``epochs_trained``: epochs it trained (0 when not trained);
 * ``training``: the recipe (epochs, batch size, learning rate) it was trained with;
   ``duplicate_of``: the earlier trial of the same architecture (this one was pruned
   untrained);
 * ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned;
 * ``worker``: ``host:pid`` of the process that ran it.
+
+With an artifact store, a trial also uploads the diagram of its network
+(``architecture.svg``) and, when among the ``keep_weights`` best, its trained weights
+(``weights.pt``); see :mod:`optnas.artifacts`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 import optuna
 import torch
 
-from optnas import spaces
+from optnas import artifacts, spaces
 from optnas.data import Dataset
 from optnas.pool import LocalRunner, Runner, Slot
 from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
@@ -56,6 +61,10 @@ class Objective:
         latency_batch_size: Batch size at which latency is timed.
         dedup: Prune, untrained, a candidate whose architecture (equal ``arch_key``) an
             earlier trial trained with the same recipe; that trial's result stands.
+        artifact_store: Where to upload each trial's diagram and the kept weights (an
+            Optuna artifact store); None for neither.
+        keep_weights: Keep the weights of a completed trial that is among this many best
+            completed trials when it ends (see :func:`optnas.artifacts.keeps_weights`).
     """
 
     def __init__(
@@ -72,6 +81,8 @@ class Objective:
         train_kwargs: Mapping[str, Any] | None = None,
         latency_batch_size: int = 1,
         dedup: bool = True,
+        artifact_store: Any = None,
+        keep_weights: int = 0,
     ) -> None:
         self.space = space
         self.spec = data.spec
@@ -82,6 +93,8 @@ class Objective:
         self.train_kwargs = dict(train_kwargs or {})
         self.latency_batch_size = latency_batch_size
         self.dedup = dedup
+        self.artifact_store = artifact_store
+        self.keep_weights = keep_weights
         # What makes two trainings of one architecture interchangeable.
         self.training = {
             "epochs": epochs,
@@ -109,24 +122,52 @@ class Objective:
         with self.runner.slot() as slot:
             model = self._build(trial, seed)
             costs = self._measure(trial, model, slot)
+            self._upload_diagram(trial, model)
             del model  # The slot holds it now (in this process or a worker).
             self._check_budgets(trial, costs)
             trial.set_user_attr("training", self.training)
             if self.dedup:
                 self._skip_duplicate(trial)
-            start = time.perf_counter()
-            try:
-                result = slot.fit(
-                    seed=seed,
-                    on_epoch=self._reporter(trial),
-                    epochs=self.epochs,
-                    **self.train_kwargs,
-                )
-            finally:  # pruned and failed trainings took time too
-                trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
-        values = {"accuracy": result.accuracy, **costs}
-        out = tuple(float(values[name]) for name in self.objectives)
+            result = self._train(trial, slot, seed)
+            values = {"accuracy": result.accuracy, **costs}
+            out = tuple(float(values[name]) for name in self.objectives)
+            self._upload_weights(trial, slot, out)
         return out if len(out) > 1 else out[0]
+
+    def _train(self, trial: optuna.Trial, slot: Slot, seed: int) -> Any:
+        start = time.perf_counter()
+        curve: list[float] = []
+        try:
+            return slot.fit(
+                seed=seed,
+                on_epoch=self._reporter(trial, curve),
+                epochs=self.epochs,
+                **self.train_kwargs,
+            )
+        finally:  # pruned and failed trainings took time too
+            trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
+            trial.set_user_attr("epochs_trained", len(curve))
+
+    def _upload_diagram(self, trial: optuna.Trial, model: torch.nn.Module) -> None:
+        if self.artifact_store is None:
+            return
+        from optnas.diagram import svg
+
+        try:
+            image = svg(model, self.spec.input_shape, title=trial.user_attrs["arch"])
+        except Exception as error:  # A diagram is for people: it never fails a trial.
+            _LOG.warning(f"Trial {trial.number}: no diagram ({type(error).__name__}: {error})")
+            return
+        artifacts.upload(
+            self.artifact_store, trial, artifacts.DIAGRAM, image.encode(), mimetype="image/svg+xml"
+        )
+
+    def _upload_weights(self, trial: optuna.Trial, slot: Slot, values: Sequence[float]) -> None:
+        if self.artifact_store is None or not artifacts.keeps_weights(
+            trial.study, values, self.keep_weights
+        ):
+            return
+        artifacts.upload(self.artifact_store, trial, artifacts.WEIGHTS, slot.weights())
 
     def _skip_duplicate(self, trial: optuna.Trial) -> None:
         """Prune, untrained, an architecture the study already trained with this recipe.
@@ -141,6 +182,7 @@ class Objective:
         trial.set_user_attr("duplicate_of", original.number)
         trial.set_user_attr("val_curve", curve)
         trial.set_user_attr("train_seconds", 0.0)
+        trial.set_user_attr("epochs_trained", 0)
         outcome = (
             f"pruned after epoch {len(curve)}"
             if original.state == optuna.trial.TrialState.PRUNED
@@ -208,12 +250,13 @@ class Objective:
             if costs[key] > limit:
                 over.append(f"{key} {costs[key]:,} > {limit:,}")
         if over:
+            trial.set_user_attr("epochs_trained", 0)
             raise optuna.TrialPruned(f"over budget: {'; '.join(over)} (not trained)")
 
-    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+    def _reporter(self, trial: optuna.Trial, curve: list[float]) -> Callable[[int, float], None]:
+        """The epoch callback: appends to ``curve``, records it, reports and prunes."""
         study = trial.study
         single = len(study.directions) == 1
-        curve: list[float] = []
 
         def on_epoch(epoch: int, accuracy: float) -> None:
             curve.append(accuracy)
@@ -237,6 +280,7 @@ class Objective:
 
 
 _BUILD_LOCK = threading.Lock()
+_LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from optnas import cost
+from optnas.artifacts import state_bytes
 from optnas.train import Split, TrainResult, fit, to_device
 
 __all__ = [
@@ -62,6 +63,11 @@ class Slot(Protocol):
         self, *, seed: int, on_epoch: Callable[[int, float], None], **kwargs: Any
     ) -> TrainResult:
         """Train the network last measured; see :func:`optnas.train.fit`."""
+        ...
+
+    def weights(self) -> bytes:
+        """The state dict of the network trained last, on the CPU, as ``torch.save`` bytes
+        (load them with ``torch.load(..., weights_only=True)``)."""
         ...
 
 
@@ -160,6 +166,11 @@ class LocalRunner:
         return _seeded_fit(
             self._model, self.train, self.val, self.device, seed, on_epoch=on_epoch, **kwargs
         )
+
+    def weights(self) -> bytes:
+        if self._model is None:
+            raise RuntimeError("measure() and fit() a network before weights().")
+        return state_bytes(self._model)
 
     def close(self) -> None:
         self._model = None
@@ -291,6 +302,10 @@ class _WorkerSlot:
                 raise
             self._send(("go",))
 
+    def weights(self) -> bytes:
+        self._send(("weights",))
+        return self._expect("ok")
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(("close",))
@@ -392,13 +407,15 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
                 loaded = torch.load(io.BytesIO(data), weights_only=False)
                 model, measurement = _measure_on(loaded, device, input_shape, batch_size)
                 conn.send(("ok", measurement))
-            else:  # "fit": train the network measured last
+            elif message[0] == "weights":  # of the network trained last
+                conn.send(("ok", state_bytes(model)))
+            else:  # "fit": train the network measured last; kept for "weights"
                 _, seed, kwargs = message
                 trained, model = model, None
                 result = _seeded_fit(
                     trained, train, val, device, seed, on_epoch=on_epoch, **kwargs
                 )
-                trained = None
+                model, trained = trained, None
                 conn.send(("ok", result))
         except _Stopped:
             conn.send(("stopped",))

@@ -83,6 +83,8 @@ def search(
     fork: str | None = None,
     workers: int = 1,
     heartbeat_interval: int = 60,
+    artifacts: str | os.PathLike[str] | Any | None = None,
+    keep_weights: int = 5,
     show_progress_bar: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the networks that do best on ``data`` by ``objectives``.
@@ -165,6 +167,13 @@ def search(
         heartbeat_interval: Seconds between the heartbeats of a running trial on a
             database storage: a trial whose process died is marked failed after twice
             this long without one, and retried with the same parameters.
+        artifacts: Where each trial's diagram and the kept weights go (see
+            :mod:`optnas.artifacts`): a folder, an Optuna artifact store, ``False`` for
+            none, or None: beside an SQLite file (``studies/NAME.artifacts/``), none for
+            other storages. A folder is recorded with the study.
+        keep_weights: Keep the trained weights of a completed trial that is among this many
+            best completed trials when it ends (Pareto rank with several objectives); 0
+            keeps none.
         show_progress_bar: Show a progress bar of the trainings.
 
     Returns:
@@ -207,6 +216,9 @@ def search(
     )
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise ValueError(f"workers must be a whole number, but got {workers!r}.")
+    if isinstance(keep_weights, bool) or not isinstance(keep_weights, int) or keep_weights < 0:
+        raise ValueError(f"keep_weights must be a whole number >= 0, but got {keep_weights!r}.")
+    _check_artifacts(artifacts)
     _check_choice("augment", augment, ("auto", *AUGMENTS))
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     if not 0.0 <= label_smoothing < 1.0:
@@ -258,6 +270,8 @@ def search(
         heartbeat_interval=heartbeat_interval,
     )
     record(study, recorded, replace=forked)
+    _record_spec(study, dataset)
+    store = _artifact_store(study, artifacts, storage)
     if workers > 1:
         from optnas.workers import run_workers
 
@@ -287,6 +301,8 @@ def search(
         train_kwargs=train_kwargs,
         latency_batch_size=latency_batch_size,
         dedup=dedup,
+        artifact_store=store,
+        keep_weights=keep_weights,
     )
     guard = _FailureGuard(max_initial_failures)
     try:
@@ -380,6 +396,41 @@ def _fork(
         "optnas.forked_from", source
     )
     return target, storage, True
+
+
+SPEC_ATTR = "optnas.spec"
+"""Study user attr: the data's input shape and classes, so that a trial's network can be
+rebuilt without loading the data (see :mod:`optnas.export`)."""
+
+
+def _record_spec(study: optuna.Study, dataset: Dataset) -> None:
+    spec = {"input_shape": list(dataset.spec.input_shape), "num_classes": dataset.spec.num_classes}
+    if study.user_attrs.get(SPEC_ATTR) != spec:
+        study.set_user_attr(SPEC_ATTR, spec)
+
+
+def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any) -> Any:
+    """The artifact store a search uploads to (see :mod:`optnas.artifacts`), or None."""
+    from optnas import artifacts as store
+
+    if artifacts is False:
+        return None
+    if artifacts is None:
+        folder = store.default_folder(storage or default_storage(study.study_name))
+        return None if folder is None else store.create_store(study, folder)
+    if isinstance(artifacts, (str, os.PathLike)):
+        return store.create_store(study, artifacts)
+    return artifacts
+
+
+def _check_artifacts(artifacts: Any) -> None:
+    if artifacts is None or artifacts is False or isinstance(artifacts, (str, os.PathLike)):
+        return
+    if not all(callable(getattr(artifacts, m, None)) for m in ("write", "open_reader")):
+        raise ValueError(
+            "artifacts must be a folder, an Optuna artifact store, False or None, but got "
+            f"{type(artifacts).__name__}."
+        )
 
 
 def _optimize(

@@ -117,3 +117,25 @@ def slow_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     """One choice (``width``, not in effect) and a slow network: for worker tests."""
     trial.suggest_int("width", 1, 1000)
     return Slow(spec)
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory):
+    """A small finished default-style study (convnet on digits, accuracy / params / FLOPs)
+    in an SQLite file with its artifact folder beside it; shared, so tests only read it."""
+    import optnas
+
+    root = tmp_path_factory.mktemp("finished")
+    storage = f"sqlite:///{root}/study.db"
+    study = optnas.search(
+        "convnet",
+        "digits",
+        ("accuracy", "params", "flops"),
+        n_trials=3,
+        epochs=2,
+        seed=0,
+        storage=storage,
+        study_name="finished",
+        keep_weights=1,
+    )
+    return study, storage, root

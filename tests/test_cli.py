@@ -132,3 +132,39 @@ def test_bench_prints_one_row_per_sampler_and_the_curve(tmp_path, capsys):
     assert "3 runs per sampler, budget 1,000 s" in out
     assert "| random | " in out and "| evolution | " in out and " ± " in out
     assert "by simulated seconds spent" in out and "| 1,000 |" in out
+
+
+def test_python_m_optnas_lists_the_result_commands_without_importing_torch():
+    done = subprocess.run([sys.executable, "-m", "optnas", "--help"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    for command in ("dashboard", "report", "export", "retrain"):
+        assert command in done.stdout
+    check = subprocess.run(
+        [sys.executable, "-c",
+         "import optnas, sys; optnas.load_model; print('plotly' in sys.modules, "
+         "'optnas.report' in sys.modules)"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.stdout.strip() == "False False"
+
+
+def test_export_command_writes_the_best_trial(finished_study, tmp_path, capsys):
+    _, storage, _ = finished_study
+    argv = ["export", "--storage", storage, "--trial", "best", "-o", str(tmp_path / "x")]
+    assert main([*argv, "--format", "json,weights"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Trial ") and "architecture.json" in out and "weights.pt" in out
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
+        "architecture.json",
+        "weights.pt",
+    ]
+
+
+def test_search_keep_weights_flag(in_tmp):
+    argv = ["search", "--n-trials", "2", "--epochs", "1", "--objectives", "accuracy"]
+    assert main([*argv, "--keep-weights", "0", "--study-name", "k0"]) == 0
+    study = optuna.load_study(study_name="k0", storage="sqlite:///studies/k0.db")
+    assert (in_tmp / "studies" / "k0.artifacts").is_dir()
+    metas = [optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+             for t in study.trials]  # fmt: skip
+    assert all([m.filename for m in ms] == ["architecture.svg"] for ms in metas)

@@ -1,0 +1,74 @@
+"""``optnas dashboard``: optuna-dashboard on a study database, with its artifact store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+__all__ = ["artifact_folder", "dashboard"]
+
+
+def dashboard(
+    storage: str,
+    *,
+    artifacts: str | os.PathLike[str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> None:
+    """Serve optuna-dashboard for ``storage`` until interrupted.
+
+    The dashboard shows every study in the storage; with the artifact store, each trial's
+    page shows its architecture diagram and lists its kept weights.
+
+    Args:
+        storage: A database URL (or an SQLite file's path).
+        artifacts: The artifact folder; by default the one a study in the storage recorded,
+            else the folder beside the SQLite file.
+        host: The address to bind; the default serves this machine only.
+        port: The port.
+
+    Raises:
+        StorageError: The storage cannot be opened.
+
+    Example:
+        >>> dashboard("sqlite:///studies/convnet-digits-accuracy-params.db")  # doctest: +SKIP
+    """
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    from optnas.search import _open_storage
+
+    opened = _open_storage(storage, create=False)
+    folder = artifact_folder(opened, storage, artifacts)
+    store = FileSystemArtifactStore(folder) if folder is not None else None
+    print(f"optuna-dashboard at http://{host}:{port}/ (artifacts: {folder or 'none'})", flush=True)
+    run_server(opened, host=host, port=port, artifact_store=store)
+
+
+def artifact_folder(
+    storage: optuna.storages.BaseStorage, url: str, artifacts: str | os.PathLike[str] | None
+) -> Path | None:
+    """The artifact folder to serve: ``artifacts``, else one a study of ``storage``
+    recorded, else the one beside the SQLite file; None when there is none.
+
+    Raises:
+        FileNotFoundError: ``artifacts`` is not a folder.
+    """
+    from optnas import artifacts as store
+
+    if artifacts is not None:
+        if not Path(artifacts).is_dir():
+            raise FileNotFoundError(f"No artifact folder at {artifacts}.")
+        return Path(artifacts)
+    candidates: list[Any] = [
+        s.user_attrs.get(store.FOLDER_ATTR)
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
+    candidates.append(store.default_folder(url))
+    for folder in candidates:
+        if folder and Path(folder).is_dir():
+            return Path(folder)
+    return None

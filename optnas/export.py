@@ -1,0 +1,326 @@
+"""Rebuild a trial's network, load its weights, export it (JSON, weights, ONNX, TorchScript).
+
+A trial's network is rebuilt by calling its search space with the trial's parameters
+(``space(optuna.trial.FixedTrial(trial.params), spec)``); its trained weights are the
+``weights.pt`` artifact that the search kept (see :mod:`optnas.artifacts`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import optuna
+
+from optnas import artifacts
+
+if TYPE_CHECKING:
+    import torch
+
+    from optnas.data import Dataset, DataSpec
+
+__all__ = ["FORMATS", "export", "load_model", "trial_of"]
+
+FormatName = Literal["json", "weights", "onnx", "torchscript"]
+FORMATS: tuple[FormatName, ...] = ("json", "weights", "onnx", "torchscript")
+"""What :func:`export` writes: ``architecture.json``, ``weights.pt``, ``model.onnx``,
+``model.torchscript.pt``."""
+_FILES = {
+    "json": "architecture.json",
+    "weights": "weights.pt",
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+}
+
+
+def load_model(
+    study: optuna.Study,
+    trial: int | optuna.trial.FrozenTrial,
+    *,
+    space: str | Callable[..., Any] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
+    weights: bool = True,
+) -> torch.nn.Module:
+    """The network of ``trial``, with the weights the search kept, in eval mode.
+
+    Args:
+        study: The study the trial belongs to.
+        trial: A trial number, or a trial of ``study``.
+        space: The search space, for a space of your own (a built-in space is known from
+            the study).
+        artifacts: The artifact folder, when not where the search recorded it.
+        weights: Load the trained weights; False rebuilds the network untrained.
+
+    Raises:
+        ValueError: No such trial, or the space is unknown.
+        FileNotFoundError: No artifact store, or the trial has no saved weights (the message
+            says how to get them).
+
+    Example:
+        >>> import optnas, torch
+        >>> study = optnas.search("convnet", "digits", ("accuracy",), n_trials=1, epochs=1,
+        ...                       storage="sqlite:///:memory:", artifacts=False)
+        >>> model = optnas.load_model(study, 0, weights=False)
+        >>> model(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    frozen = trial_of(study, trial)
+    space_fn, spec, _ = _space_and_data(study, space=space)
+    model = build(space_fn, frozen, spec)
+    if weights:
+        model.load_state_dict(_weights(study, frozen, artifacts))
+    return model.eval()
+
+
+def export(
+    study: optuna.Study,
+    trial: int | optuna.trial.FrozenTrial,
+    out_dir: str | os.PathLike[str],
+    *,
+    space: str | Callable[..., Any] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
+    formats: Sequence[FormatName] = FORMATS,
+) -> dict[str, Path]:
+    """Write ``trial``'s network to ``out_dir``: its architecture and its trained weights.
+
+    * ``architecture.json``: the space, the trial's parameters and their distributions, the
+      input shape and classes: enough to rebuild the network with
+      ``space(optuna.trial.FixedTrial(params), DataSpec(input_shape, num_classes))``;
+      also its architecture string, values and costs;
+    * ``weights.pt``: its ``state_dict`` (load with ``torch.load(..., weights_only=True)``);
+    * ``model.onnx``: ONNX (``torch.onnx.export``, dynamo exporter, batch size free);
+    * ``model.torchscript.pt``: TorchScript, traced (``torch.jit.load``).
+
+    Args:
+        study: The study the trial belongs to.
+        trial: A trial number, or a trial of ``study``.
+        out_dir: The folder to write to (created).
+        space: The search space, for a space of your own.
+        artifacts: The artifact folder, when not where the search recorded it.
+        formats: Which of :data:`FORMATS` to write.
+
+    Returns:
+        The written files by format.
+
+    Example:
+        >>> import optnas
+        >>> study = optnas.search("convnet", "digits", n_trials=1)  # doctest: +SKIP
+        >>> files = optnas.export.export(study, 0, "exported")  # doctest: +SKIP
+        >>> sorted(f.name for f in files.values())  # doctest: +SKIP
+        ['architecture.json', 'model.onnx', 'model.torchscript.pt', 'weights.pt']
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"Unknown format {unknown[:1] or formats}; valid: {', '.join(FORMATS)}.")
+    frozen = trial_of(study, trial)
+    space_fn, spec, _ = _space_and_data(study, space=space)
+    model = build(space_fn, frozen, spec)
+    if set(formats) - {"json"}:
+        model.load_state_dict(_weights(study, frozen, artifacts))
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in formats:
+        path = out / _FILES[name]
+        _WRITERS[name](path, model=model, study=study, trial=frozen, space=space_fn, spec=spec)
+        written[name] = path
+    return written
+
+
+def trial_of(
+    study: optuna.Study, trial: int | optuna.trial.FrozenTrial
+) -> optuna.trial.FrozenTrial:
+    """The trial of ``study`` numbered ``trial`` (or ``trial`` itself).
+
+    Raises:
+        ValueError: The study has no such trial.
+    """
+    if isinstance(trial, optuna.trial.FrozenTrial):
+        return trial
+    trials = study.get_trials(deepcopy=False)
+    if isinstance(trial, bool) or not isinstance(trial, int) or not 0 <= trial < len(trials):
+        span = f"0..{len(trials) - 1}" if trials else "none"
+        raise ValueError(
+            f"Study {study.study_name!r} has no trial {trial!r}; its trial numbers: {span}."
+        )
+    return trials[trial]
+
+
+def build(
+    space: Callable[..., Any], trial: optuna.trial.FrozenTrial, spec: DataSpec
+) -> torch.nn.Module:
+    """``trial``'s network, untrained: the space called with the trial's parameters."""
+    if not trial.params:
+        raise ValueError(
+            f"Trial {trial.number} has no parameters (state {trial.state.name}), so there is "
+            "no network to rebuild."
+        )
+    return space(optuna.trial.FixedTrial(trial.params), spec)
+
+
+# ---------------------------------------------------------------------------------------
+# Where the space and the data come from
+
+
+def _space_and_data(
+    study: optuna.Study,
+    *,
+    space: str | Callable[..., Any] | None = None,
+    data: Any = None,
+) -> tuple[Callable[..., Any], DataSpec, Callable[[], Dataset]]:
+    """The study's space, data spec, and a loader of its dataset.
+
+    Read from the definition the search recorded with the study (see
+    :class:`optnas.definition.Definition`); ``space`` and ``data`` override it, for a
+    space or data given to the search as Python objects, which no definition rebuilds.
+    """
+    from optnas import spaces
+    from optnas.data import DataSpec, load
+    from optnas.definition import DEFINITION_ATTR, Definition
+    from optnas.search import SPEC_ATTR
+
+    recorded = Definition.from_study(study).values if DEFINITION_ATTR in study.user_attrs else None
+    if space is None:
+        space = recorded["space"] if recorded else None
+        if space is None or str(space["name"]).startswith("<"):
+            raise ValueError(
+                f"Study {study.study_name!r} was searched in a space given as a Python "
+                "object (or not by optnas.search), so it cannot be rebuilt from storage: "
+                "pass space= (your space(trial, spec) function)."
+            )
+    space_fn = spaces.get(space)
+
+    def load_data() -> Dataset:
+        if data is not None:
+            return load(data)
+        given = dict(recorded["data"]) if recorded else {"name": "<unknown>"}
+        if str(given["name"]).startswith("<"):
+            raise ValueError(
+                f"Study {study.study_name!r} was searched on data given as arrays or a "
+                "Dataset, which are not recorded with it: pass data=."
+            )
+        name, root = given.pop("name"), given.pop("root", "data")
+        return load(name, data_dir=root, **given)
+
+    spec = study.user_attrs.get(SPEC_ATTR)
+    if spec is not None and data is None:
+        return space_fn, DataSpec(tuple(spec["input_shape"]), spec["num_classes"]), load_data
+    return space_fn, load_data().spec, load_data
+
+
+# ---------------------------------------------------------------------------------------
+# Weights
+
+
+def _weights(
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    folder: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    import torch
+
+    meta = artifacts.find(study, trial, artifacts.WEIGHTS)
+    if meta is None:
+        kept = [t.number for t in study.get_trials(deepcopy=False) if _has_weights(study, t)]
+        raise FileNotFoundError(
+            f"Trial {trial.number} of study {study.study_name!r} has no saved weights: a "
+            "search keeps those of its keep_weights best completed trials (this study: "
+            f"trials {kept or 'none'}). Train it with `optnas retrain --trial "
+            f"{trial.number}`, search with a larger keep_weights / --keep-weights, or "
+            "rebuild it untrained with load_model(..., weights=False)."
+        )
+    store = artifacts.open_store(study, folder)
+    data = artifacts.read(store, meta)
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _has_weights(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    return artifacts.find(study, trial, artifacts.WEIGHTS) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# Writers
+
+
+def _write_json(path: Path, *, study: optuna.Study, trial: Any, space: Any, spec: Any,
+                **_: Any) -> None:  # fmt: skip
+    from optnas import spaces
+
+    name = spaces.name_of(space)
+    builtin = spaces.SPACES.get(name) is space
+    attrs = trial.user_attrs
+    record = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "space": name if builtin else f"{space.__module__}:{getattr(space, '__qualname__', name)}",
+        "params": trial.params,
+        "distributions": {
+            k: json.loads(optuna.distributions.distribution_to_json(d))
+            for k, d in trial.distributions.items()
+        },
+        "input_shape": list(spec.input_shape),
+        "num_classes": spec.num_classes,
+        "arch": attrs.get("arch"),
+        "values": dict(zip(study.metric_names or [], trial.values or [], strict=False))
+        or trial.values,
+        "costs": {k: attrs[k] for k in ("params", "flops", "macs", "latency") if k in attrs},
+        "training": attrs.get("training"),
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _write_weights(path: Path, *, model: Any, **_: Any) -> None:
+    import torch
+
+    torch.save(model.state_dict(), path)
+
+
+def _write_onnx(path: Path, *, model: Any, spec: Any, **_: Any) -> None:
+    import torch
+
+    _require("onnxscript", "ONNX export")
+    x = torch.zeros((2, *spec.input_shape))
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        external_data=False,  # one file
+        verbose=False,
+        dynamo=True,
+    )
+
+
+def _write_torchscript(path: Path, *, model: Any, spec: Any, **_: Any) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in recent PyTorch, but still what many runtimes load.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model, torch.zeros((2, *spec.input_shape)))
+        torch.jit.save(traced, str(path))
+
+
+_WRITERS: dict[str, Callable[..., None]] = {
+    "json": _write_json,
+    "weights": _write_weights,
+    "onnx": _write_onnx,
+    "torchscript": _write_torchscript,
+}
+
+
+def _require(module: str, purpose: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(
+            f"{purpose} needs the package {module!r}: pip install 'optnas[export]'."
+        )

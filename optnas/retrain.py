@@ -1,0 +1,160 @@
+"""Retrain a chosen architecture from scratch on train + validation; score it on test.
+
+This is the only place optnas reads a dataset's test split: a search selects on the
+validation split, and the architecture it chose is then trained anew on both the training
+and the validation split, with the trial's own recipe, and scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+__all__ = ["RetrainResult", "retrain"]
+
+RESULT_ATTR = "optnas.retrain.trial{}"
+"""Study user attr, per trial number, holding the list of that trial's retrainings."""
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """One retraining of a trial's architecture.
+
+    Attributes:
+        trial: The trial's number.
+        test_accuracy: Accuracy on the test split after the last epoch.
+        train_accuracy: Accuracy on the training data (train + validation) after it.
+        epochs: Epochs trained.
+        seconds: Wall time of the training and the test.
+        train_samples: Samples trained on (train + validation).
+        test_samples: Samples in the test split.
+        seed: Seed of the initialization and the batch order.
+        training: The recipe (batch size, learning rate, optimizer, smoothing, augmentation).
+    """
+
+    trial: int
+    test_accuracy: float
+    train_accuracy: float
+    epochs: int
+    seconds: float
+    train_samples: int
+    test_samples: int
+    seed: int
+    training: dict[str, Any]
+
+
+def retrain(
+    study: optuna.Study,
+    trial: int | optuna.trial.FrozenTrial,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    space: str | Callable[..., Any] | None = None,
+    data: Any = None,
+    artifacts: str | os.PathLike[str] | None = None,
+) -> RetrainResult:
+    """Train ``trial``'s architecture from scratch on train + validation; test it.
+
+    The network is rebuilt from the trial's parameters and trained with the trial's recipe
+    (``training`` user attr: batch size, learning rate, optimizer, label smoothing,
+    augmentation) on the training and validation splits together, then scored on the test
+    split. The result is recorded with the study (user attr ``"optnas.retrain.trialN"``, a
+    list of runs: Optuna does not let a finished trial's attrs change) and its weights are
+    uploaded as a study artifact ``retrained-trialN.pt`` when the study has an artifact
+    store.
+
+    Args:
+        study: The study the trial belongs to.
+        trial: A trial number, or a trial of ``study``.
+        epochs: Epochs to train; by default the trial's own.
+        seed: Seeds the initialization and the batch order.
+        device: ``"auto"`` (a GPU if there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        space: The search space, for a space of your own.
+        data: The dataset, for data given as arrays to the search.
+        artifacts: The artifact folder, when not where the search recorded it.
+
+    Raises:
+        ValueError: No such trial, or its space or data is unknown.
+
+    Example:
+        >>> import optnas
+        >>> study = optnas.search("convnet", "digits", n_trials=1)  # doctest: +SKIP
+        >>> result = optnas.retrain.retrain(study, 0, epochs=20)  # doctest: +SKIP
+        >>> result.train_samples, result.test_samples  # doctest: +SKIP
+        (1437, 360)
+    """
+    import torch
+
+    from optnas.export import _space_and_data, build, trial_of
+    from optnas.search import resolve_devices
+    from optnas.train import evaluate, fit
+
+    frozen = trial_of(study, trial)
+    space_fn, spec, load_data = _space_and_data(study, space=space, data=data)
+    recipe = _recipe(frozen, epochs)
+    if recipe["epochs"] < 1:
+        raise ValueError(f"epochs must be positive, but got {recipe['epochs']}.")
+    dataset = load_data()
+    train = tuple(torch.cat(pair) for pair in zip(dataset.train, dataset.val, strict=True))
+    target = resolve_devices(device)[0]
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build(space_fn, frozen, spec)
+        # The training data doubles as fit()'s per-epoch check: no test split in the loop.
+        result = fit(model, train, train, device=target, seed=seed, **recipe)
+    test_accuracy = evaluate(model, dataset.test)
+    outcome = RetrainResult(
+        trial=frozen.number,
+        test_accuracy=round(test_accuracy, 6),
+        train_accuracy=round(result.accuracy, 6),
+        epochs=recipe["epochs"],
+        seconds=round(time.perf_counter() - start, 3),
+        train_samples=len(train[0]),
+        test_samples=len(dataset.test[0]),
+        seed=seed,
+        training={k: v for k, v in recipe.items() if k != "epochs"},
+    )
+    _record(study, outcome, model, artifacts)
+    return outcome
+
+
+def _recipe(trial: optuna.trial.FrozenTrial, epochs: int | None) -> dict[str, Any]:
+    recipe = dict(trial.user_attrs.get("training") or {})
+    if epochs is not None:
+        recipe["epochs"] = epochs
+    recipe.setdefault("epochs", 10)
+    return recipe
+
+
+def _record(
+    study: optuna.Study,
+    outcome: RetrainResult,
+    model: Any,
+    folder: str | os.PathLike[str] | None,
+) -> None:
+    key = RESULT_ATTR.format(outcome.trial)
+    runs = list(study.user_attrs.get(key, []))
+    study.set_user_attr(key, [*runs, asdict(outcome)])
+    try:
+        store = _open(study, folder)
+    except FileNotFoundError:
+        return  # No artifact store: the result is recorded, the weights are not kept.
+    from optnas import artifacts
+
+    name = f"retrained-trial{outcome.trial}.pt"
+    artifacts.upload(store, study, name, artifacts.state_bytes(model))
+
+
+def _open(study: optuna.Study, folder: str | os.PathLike[str] | None) -> Any:
+    from optnas import artifacts
+
+    if folder is None and artifacts.FOLDER_ATTR not in study.user_attrs:
+        raise FileNotFoundError
+    return artifacts.open_store(study, folder)

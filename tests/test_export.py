@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from conftest import tiny_space
+
+import optnas
+from optnas.data import DataSpec
+from optnas.export import export, load_model
+from optnas.spaces import SPACES
+from optnas.train import evaluate
+
+# ONNX Runtime and PyTorch sum in different orders: logits agree to float32 rounding.
+ONNX_ATOL = 1e-4
+
+
+def _with_weights(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    kept = [t for t in study.trials if optnas.artifacts.find(study, t, "weights.pt")]
+    assert kept
+    return kept
+
+
+def test_load_model_round_trips_the_trained_network(finished_study):
+    study, _, _ = finished_study
+    val = optnas.data.load("digits").val
+    for trial in _with_weights(study):
+        model = load_model(study, trial.number)
+        assert not model.training
+        assert evaluate(model, val) == pytest.approx(trial.user_attrs["val_curve"][-1])
+
+
+def test_export_writes_files_that_all_compute_the_same_outputs(finished_study, tmp_path):
+    import onnxruntime
+
+    study, _, _ = finished_study
+    trial = _with_weights(study)[0]
+    files = export(study, trial.number, tmp_path / "out")
+    assert {p.name for p in files.values()} == {
+        "architecture.json", "weights.pt", "model.onnx", "model.torchscript.pt"
+    }  # fmt: skip
+    original = load_model(study, trial.number)
+    x = optnas.data.load("digits").test[0][:37]  # a batch size the export never saw
+    expected = original(x).detach().numpy()
+
+    # The JSON and the state dict are enough to rebuild the network.
+    record = json.loads(files["json"].read_text())
+    assert record["params"] == trial.params and record["arch"] == trial.user_attrs["arch"]
+    spec = DataSpec(tuple(record["input_shape"]), record["num_classes"])
+    rebuilt = SPACES[record["space"]](optuna.trial.FixedTrial(record["params"]), spec)
+    rebuilt.load_state_dict(torch.load(files["weights"], weights_only=True))
+    assert np.array_equal(rebuilt.eval()(x).detach().numpy(), expected)
+
+    session = onnxruntime.InferenceSession(str(files["onnx"]))
+    (logits,) = session.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(logits, expected, atol=ONNX_ATOL, rtol=0)
+    assert (logits.argmax(1) == expected.argmax(1)).all()
+
+    with pytest.warns(FutureWarning):  # TorchScript is deprecated, and still loads
+        scripted = torch.jit.load(str(files["torchscript"]))
+    np.testing.assert_allclose(scripted(x).detach().numpy(), expected, atol=1e-6, rtol=0)
+
+
+def test_a_trial_without_weights_says_how_to_get_them(finished_study, tmp_path):
+    study, _, _ = finished_study
+    bare = [t for t in study.trials if not optnas.artifacts.find(study, t, "weights.pt")]
+    if not bare:
+        pytest.skip("every trial of this study kept its weights")
+    with pytest.raises(FileNotFoundError, match="optnas retrain --trial"):
+        load_model(study, bare[0].number)
+    # The architecture alone needs no weights.
+    files = export(study, bare[0].number, tmp_path, formats=["json"])
+    assert json.loads(files["json"].read_text())["trial"] == bare[0].number
+
+
+def test_unknown_trials_formats_and_stores_are_clear_errors(finished_study, tmp_path):
+    study, _, _ = finished_study
+    with pytest.raises(ValueError, match="has no trial 99; its trial numbers: 0..2"):
+        load_model(study, 99)
+    with pytest.raises(ValueError, match="Unknown format"):
+        export(study, 0, tmp_path, formats=["pickle"])
+    trial = _with_weights(study)[0]
+    with pytest.raises(FileNotFoundError, match="No artifact store"):
+        load_model(study, trial.number, artifacts=tmp_path / "missing")
+
+
+def test_a_space_of_ones_own_rebuilds_by_import_path_or_when_passed(tmp_path):
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1,
+                          storage=f"sqlite:///{tmp_path}/own.db")  # fmt: skip
+    # A module-level function is recorded by its import path: nothing to pass.
+    assert load_model(study, 0)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    record = json.loads(export(study, 0, tmp_path, formats=["json"])["json"].read_text())
+    assert record["space"] == "conftest:tiny_space"
+
+    def local_space(trial, spec):  # no import path reaches it
+        return tiny_space(trial, spec)
+
+    study = optnas.search(local_space, "digits", n_trials=1, epochs=1, study_name="local",
+                          storage=f"sqlite:///{tmp_path}/own.db")  # fmt: skip
+    with pytest.raises(ValueError, match="pass space="):
+        load_model(study, 0)
+    assert load_model(study, 0, space=local_space)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
