@@ -562,7 +562,11 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
         if len(study.directions) > 1:
             lines += ["", _hypervolume_line(study)]
     if storage_url and not storage_url.endswith(":memory:"):
-        lines += ["", f"Dashboard: optuna-dashboard {storage_url}"]
+        lines += [
+            "",
+            f"Dashboard: optnas dashboard --storage {storage_url} --study-name {study.study_name}",
+            f"           (diagrams and weights included; plain: optuna-dashboard {storage_url})",
+        ]
     return "\n".join(lines)
 
 

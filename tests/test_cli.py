@@ -17,6 +17,7 @@ def test_search_prints_pareto_table_and_dashboard_command(in_tmp, capsys):
     assert "Pareto-optimal trials:" in out
     assert "trial  accuracy" in out and "stem" in out
     assert "Hypervolume: 0." in out and "reference point 1" in out
+    assert f"optnas dashboard --storage sqlite:///studies/{name}.db --study-name {name}" in out
     assert f"optuna-dashboard sqlite:///studies/{name}.db" in out
     assert (in_tmp / "studies" / f"{name}.db").is_file()
 
