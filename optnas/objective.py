@@ -35,7 +35,8 @@ import optuna
 import torch
 
 from optnas import artifacts, spaces
-from optnas.data import Dataset
+from optnas.cost import measure
+from optnas.data import Dataset, DataSpec
 from optnas.pool import LocalRunner, Runner, Slot
 from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
 
@@ -283,6 +284,39 @@ _BUILD_LOCK = threading.Lock()
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")
+
+
+def costs_before_training(
+    space: Callable[..., Any], spec: DataSpec, names: Sequence[str]
+) -> Callable[[Mapping[str, Any]], dict[str, float]] | None:
+    """``costs(params)``: the ``names`` among params, flops and macs of the network that
+    ``params`` build in ``space``, counted on the meta device (no memory, no training);
+    None when ``names`` holds none of them. A sampler calls it for candidates it is about
+    to choose between (see :class:`optnas.samplers.CostAwareSampler`'s ``n_exact``).
+
+    Example:
+        >>> from optnas.data import DataSpec
+        >>> from optnas.spaces import mlp
+        >>> costs = costs_before_training(mlp, DataSpec((13,), 3), ["accuracy", "params"])
+        >>> costs({"n_layers": 1, "layer0_width": 32, "activation": "relu", "norm": "none",
+        ...        "dropout": 0.0})
+        {'params': 547}
+    """
+    wanted = [n for n in names if n in ("params", "flops", "macs")]
+    if not wanted:
+        return None
+
+    def costs(params: Mapping[str, Any]) -> dict[str, float]:
+        try:
+            with _BUILD_LOCK, torch.random.fork_rng(devices=[]), torch.device("meta"):
+                model = space(optuna.trial.FixedTrial(dict(params)), spec)
+            if wanted == ["params"]:
+                return {"params": sum(p.numel() for p in model.parameters())}
+            return {n: v for n, v in measure(model, spec.input_shape).items() if n in wanted}
+        except Exception:  # A candidate the space rejects: its costs stay predicted.
+            return {}
+
+    return costs
 
 
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:

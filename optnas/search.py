@@ -196,7 +196,7 @@ def search(
     # torch is imported here, not at module level, to keep `import optnas` fast.
     from optnas import definition, spaces
     from optnas.data import load
-    from optnas.objective import Objective
+    from optnas.objective import Objective, costs_before_training
     from optnas.pool import DevicePool, LocalRunner
     from optnas.train import AUGMENTS, OPTIMIZERS
 
@@ -243,13 +243,16 @@ def search(
     space_fn = spaces.get(space, dataset.spec)
     parallel = len(device_list) * slots > 1
     sampler_obj = create_sampler(
-        sampler,
+        _screened(sampler, len(objectives)),
         directions=directions,
         seed=seed if sampler_seed is None else sampler_seed,
         parallel=parallel,
         # With several objectives, the key would hide cheaper twins of trained networks
         # (equal keys can differ in parameters: nb201's dead edges still hold weights).
         key=_safe_key(space_fn) if len(objectives) == 1 else None,
+        costs=costs_before_training(space_fn, dataset.spec, objectives)
+        if len(objectives) > 1
+        else None,
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
@@ -481,6 +484,19 @@ def resolve_objectives(objectives: Sequence[str]) -> list[str]:
     if len(set(objectives)) != len(objectives):
         raise ValueError(f"Each objective may appear once, but got {list(objectives)}.")
     return [OBJECTIVES[o] for o in objectives]
+
+
+N_EXACT = 32
+"""Candidates per trial whose costs the default sampler counts on the built network."""
+
+
+def _screened(sampler: Any, n_objectives: int) -> Any:
+    """``auto`` told to count the exact costs of its ``N_EXACT`` best candidates only:
+    building every one of its thousand candidates would cost seconds per trial."""
+    name, options = split_named(sampler, "sampler")
+    if name != "auto" or n_objectives == 1:
+        return sampler
+    return {"name": "auto", "n_exact": N_EXACT, **options}
 
 
 def _safe_key(space: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:

@@ -47,12 +47,15 @@ SAMPLERS: dict[str, Callable[[int, nb201.Table], optuna.samplers.BaseSampler]] =
         "auto", directions=DIRECTIONS, seed=seed, costs=_costs(table)
     ),
     "optnas-learned": lambda seed, table: create("auto", directions=DIRECTIONS, seed=seed),
+    "optnas-screened": lambda seed, table: create(
+        {"name": "auto", "n_exact": 32}, directions=DIRECTIONS, seed=seed, costs=_costs(table)
+    ),
     "tpe": lambda seed, table: optuna.samplers.TPESampler(seed=seed),
     "nsga2": lambda seed, table: optuna.samplers.NSGAIISampler(seed=seed),
     "gp": lambda seed, table: optuna.samplers.GPSampler(seed=seed),
     "random": lambda seed, table: optuna.samplers.RandomSampler(seed=seed),
 }
-DEDUP = ("optnas", "optnas-learned")
+DEDUP = ("optnas", "optnas-learned", "optnas-screened")
 
 
 def _costs(table: nb201.Table) -> Callable[[dict], dict[str, float]]:

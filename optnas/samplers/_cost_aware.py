@@ -66,6 +66,11 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         n_candidates: Random candidates scored per trial.
         length_scale: Starting point (and centre of a weak prior) of each choice's length
             scale, in Hamming distance.
+        n_exact: Call ``costs`` for this many candidates per trial only, for costs slow to
+            compute (building the network): the candidates are first scored with costs
+            predicted from the study's records, and the ``n_exact`` best are scored again
+            with their exact costs. None: ``costs`` for every candidate (and, with one
+            objective, as inputs of the model).
         seed: Seed of the candidates and of the default independent sampler.
         independent_sampler: Sampler of the startup trials and of other parameters
             (default: ``RandomSampler(seed)``).
@@ -93,10 +98,13 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         n_startup_trials: int = 10,
         n_candidates: int = 1000,
         length_scale: float = 3.0,
+        n_exact: int | None = None,
         seed: int | None = None,
         independent_sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         counts = {"n_startup_trials": n_startup_trials, "n_candidates": n_candidates}
+        if n_exact is not None:
+            counts["n_exact"] = n_exact
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, but got {value!r}.")
@@ -108,6 +116,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self.n_startup_trials = n_startup_trials
         self.n_candidates = n_candidates
         self.length_scale = length_scale
+        self.n_exact = n_exact
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._space = optuna.search_space.IntersectionSearchSpace()
@@ -148,7 +157,8 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         candidates = candidates[_feasible(study, arch, candidates)]
         if len(candidates) == 0:
             return {}
-        costs = self._candidate_costs(study, arch, cost_index, candidates)
+        screen = self.n_exact is not None and self.costs is not None
+        costs = self._candidate_costs(study, arch, cost_index, candidates, exact=not screen)
         bar = _bar(costs, trained_costs, loss)
         observed, observed_loss = _with_pruned(study, arch, target, trained, loss)
         if not cost_index:
@@ -159,8 +169,16 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             mean, std = self._predict(
                 arch, observed, observed_loss, candidates, adaptive=not cost_index
             )
-        best = candidates[int(np.argmax(_expected_improvement(bar, mean, std)))]
-        return arch.decode(best)
+        gain = _expected_improvement(bar, mean, std)
+        if screen and cost_index:
+            # Costs predicted from the records chose the most promising; their exact costs
+            # (a build and a count each) decide among those.
+            top = np.argsort(-gain)[: self.n_exact]
+            exact = self._candidate_costs(study, arch, cost_index, candidates[top], exact=True,
+                                          predicted=costs[top])  # fmt: skip
+            top_gain = _expected_improvement(_bar(exact, trained_costs, loss), mean[top], std[top])
+            return arch.decode(candidates[top[int(np.argmax(top_gain))]])
+        return arch.decode(candidates[int(np.argmax(gain))])
 
     def sample_independent(
         self,
@@ -245,19 +263,30 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return unique[keep]
 
     def _candidate_costs(
-        self, study: optuna.Study, arch: _Encoding, index: list[int], candidates: np.ndarray
+        self,
+        study: optuna.Study,
+        arch: _Encoding,
+        index: list[int],
+        candidates: np.ndarray,
+        *,
+        exact: bool,
+        predicted: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The candidates' cost objectives as losses, known or predicted."""
+        """The candidates' cost objectives as losses: from ``costs`` when ``exact`` (a cost
+        it does not give keeps its ``predicted`` value), else predicted from the records."""
         if not index:
             return np.zeros((len(candidates), 0))
         metric = study.metric_names or [str(i) for i in range(len(study.directions))]
         signs = np.array([1.0 if study.directions[i] == StudyDirection.MINIMIZE else -1.0
                           for i in index])  # fmt: skip
         names = [metric[i] for i in index]
-        if self.costs is not None:
-            known = [self._known_costs(arch, row) for row in candidates]
-            return np.array([[c[n] for n in names] for c in known], dtype=float) * signs
-        return _learned_costs(study, arch, names, candidates) * signs
+        if not (exact and self.costs is not None):
+            return _learned_costs(study, arch, names, candidates) * signs
+        known = [self._known_costs(arch, row) for row in candidates]
+        out = np.array([[c.get(n, np.nan) for n in names] for c in known], dtype=float) * signs
+        if predicted is not None:
+            out = np.where(np.isnan(out), predicted, out)
+        return out
 
     def _predict(
         self,
@@ -282,7 +311,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         mu, sd = y.mean(), y.std() + 1e-9
         z = (y - mu) / sd
         inputs, candidate_inputs = (x, None), (candidates, None)
-        if self.costs is not None and adaptive:
+        if self.costs is not None and self.n_exact is None and adaptive:
             known = np.log1p(np.abs([list(self._known_costs(arch, r).values()) for r in x]))
             unknown = [list(self._known_costs(arch, r).values()) for r in candidates]
             centre, scale = known.mean(0), known.std(0) + 1e-9
