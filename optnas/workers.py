@@ -123,7 +123,10 @@ def _start(
         command += ["--timeout", str(timeout)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    # A session of its own: a terminal's Ctrl-C reaches this process alone, which passes
+    # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
+    # trials' ends and leave them RUNNING.
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def _wait(
