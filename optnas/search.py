@@ -253,7 +253,10 @@ def search(
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
-    recorded = definition.from_call(call, space_fn)
+    # A fork records its own name: its definition reruns the fork, not its source.
+    recorded = definition.from_call(
+        call if fork is None else call | {"study_name": fork}, space_fn
+    )
     url = _shared_url(storage, name if fork is None else fork, workers)
     if workers > 1:
         recorded.search_kwargs()  # Workers rebuild the objective: refuse now if they can't.

@@ -155,6 +155,16 @@ def test_a_fork_keeps_the_diagrams_and_weights_of_the_trials_it_copied(in_tmp):
         assert artifacts.read(store, artifacts.find(fork, t, artifacts.DIAGRAM))
 
 
+def test_a_fork_s_recorded_definition_reruns_the_fork_not_its_source(in_tmp):
+    optnas.search("mlp", "wine", n_trials=1, epochs=1)
+    fork = optnas.search("mlp", "wine", n_trials=1, epochs=2, fork="wine-2")
+    definition = Definition.from_study(fork)
+    assert definition["study_name"] == "wine-2"
+    before = len(fork.trials)
+    again = definition.replace({"n_trials": 1}).search()
+    assert again.study_name == "wine-2" and len(again.trials) > before
+
+
 def test_a_study_rebuilds_from_its_storage_alone(in_tmp, capsys):
     storage = f"sqlite:///{in_tmp}/r.db"
     optnas.search(
