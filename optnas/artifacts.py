@@ -55,11 +55,11 @@ def default_folder(storage: Any) -> Path | None:
     Example:
         >>> default_folder("sqlite:///studies/digits.db").as_posix()
         'studies/digits.artifacts'
-        >>> default_folder("sqlite:///:memory:") is None
-        True
+        >>> default_folder("sqlite:///:memory:") is None, default_folder("journal:x.log") is None
+        (True, True)
     """
     url = storage if isinstance(storage, str) else getattr(storage, "url", None)
-    if not isinstance(url, str):
+    if not isinstance(url, str) or url.startswith("journal:"):
         return None
     if "://" not in url:
         url = f"sqlite:///{url}"
