@@ -368,7 +368,13 @@ def _dashboard(args: argparse.Namespace) -> int:
     from optnas.dashboard import dashboard
 
     storage = args.storage or _storage_url(None, args.study_name or _default_name(args))
-    dashboard(storage, artifacts=args.artifacts, host=args.host, port=args.port)
+    dashboard(
+        storage,
+        artifacts=args.artifacts,
+        study_name=args.study_name,
+        host=args.host,
+        port=args.port,
+    )
     return 0
 
 
