@@ -165,6 +165,11 @@ def test_a_fork_s_recorded_definition_reruns_the_fork_not_its_source(in_tmp):
     assert again.study_name == "wine-2" and len(again.trials) > before
 
 
+def test_any_text_round_trips_through_a_study_file():
+    d = load(DEFAULT_FILE).replace({"study_name": 'nas-\U0001f680 "q" \\', "data.root": "données"})
+    assert Definition.from_toml(d.to_toml()) == d
+
+
 def test_a_study_rebuilds_from_its_storage_alone(in_tmp, capsys):
     storage = f"sqlite:///{in_tmp}/r.db"
     optnas.search(
