@@ -52,6 +52,16 @@ def test_workers_on_the_default_sqlite_file(in_tmp):
     _check_shared(study, 6, workers=3)
 
 
+def test_workers_given_a_sampler_seed_propose_different_candidates(in_tmp):
+    fast = FAST | {"seed": None, "sampler_seed": 0}
+    study = optnas.search("mlp", "wine", n_trials=6, workers=2, **fast)
+    by_worker = {}
+    for t in study.trials:
+        by_worker.setdefault(t.user_attrs["worker"], []).append(t.params)
+    first, second = by_worker.values()
+    assert first != second  # seeded alike, they would propose alike
+
+
 @needs_postgres
 def test_eight_workers_on_postgresql_run_exactly_their_trials():
     name = f"optnas-test-{uuid.uuid4().hex[:8]}"
