@@ -33,6 +33,7 @@ __all__ = [
     "DIAGRAM",
     "FOLDER_ATTR",
     "WEIGHTS",
+    "copy_from",
     "default_folder",
     "find",
     "keeps_weights",
@@ -54,11 +55,11 @@ def default_folder(storage: Any) -> Path | None:
     Example:
         >>> default_folder("sqlite:///studies/digits.db").as_posix()
         'studies/digits.artifacts'
-        >>> default_folder("sqlite:///:memory:") is None
-        True
+        >>> default_folder("sqlite:///:memory:") is None, default_folder("journal:x.log") is None
+        (True, True)
     """
     url = storage if isinstance(storage, str) else getattr(storage, "url", None)
-    if not isinstance(url, str):
+    if not isinstance(url, str) or url.startswith("journal:"):
         return None
     if "://" not in url:
         url = f"sqlite:///{url}"
@@ -139,10 +140,33 @@ def find(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, filename: str
 ) -> optuna.artifacts.ArtifactMeta | None:
     """The newest artifact of ``trial`` named ``filename``, or None."""
-    # Optuna has no public accessor of a study's storage; this is the one place read.
-    metas = get_all_artifact_meta(trial, storage=study._storage)
-    named = [m for m in metas if m.filename == filename]
+    named = [m for m in _metas(study, trial) if m.filename == filename]
     return named[-1] if named else None
+
+
+def _metas(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial
+) -> list[optuna.artifacts.ArtifactMeta]:
+    # Optuna has no public accessor of a study's storage; this is the one place read.
+    return get_all_artifact_meta(trial, storage=study._storage)
+
+
+def copy_from(study: optuna.Study, folder: str | os.PathLike[str], store: Any) -> None:
+    """Copy the artifacts of ``study`` and its trials from the store in ``folder`` into
+    ``store``: a fork's trials, copied from another study, keep their diagrams and weights.
+    """
+    if not Path(folder).is_dir():
+        return
+    source = FileSystemArtifactStore(folder)
+    metas = get_all_artifact_meta(study)
+    for trial in study.get_trials(deepcopy=False):
+        metas += _metas(study, trial)
+    for meta in metas:
+        try:
+            with source.open_reader(meta.artifact_id) as reader:
+                store.write(meta.artifact_id, reader)
+        except optuna.artifacts.exceptions.ArtifactNotFound:
+            continue  # Gone from the source too: nothing to keep.
 
 
 def read(store: Any, meta: optuna.artifacts.ArtifactMeta) -> bytes:

@@ -368,7 +368,13 @@ def _dashboard(args: argparse.Namespace) -> int:
     from optnas.dashboard import dashboard
 
     storage = args.storage or _storage_url(None, args.study_name or _default_name(args))
-    dashboard(storage, artifacts=args.artifacts, host=args.host, port=args.port)
+    dashboard(
+        storage,
+        artifacts=args.artifacts,
+        study_name=args.study_name,
+        host=args.host,
+        port=args.port,
+    )
     return 0
 
 
@@ -529,7 +535,9 @@ def _storage_url(storage: str | None, study_name: str) -> str:
 
     if storage is None:
         return default_storage(study_name)
-    return storage if "://" in storage else f"sqlite:///{storage}"
+    return (
+        storage if "://" in storage or storage.startswith("journal:") else f"sqlite:///{storage}"
+    )
 
 
 def summary(study: optuna.Study, storage_url: str | None = None) -> str:
@@ -562,10 +570,12 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
         if len(study.directions) > 1:
             lines += ["", _hypervolume_line(study)]
     if storage_url and not storage_url.endswith(":memory:"):
+        # optuna-dashboard takes a journal file by its path.
+        plain = storage_url.removeprefix("journal:").removeprefix("//")
         lines += [
             "",
             f"Dashboard: optnas dashboard --storage {storage_url} --study-name {study.study_name}",
-            f"           (diagrams and weights included; plain: optuna-dashboard {storage_url})",
+            f"           (diagrams and weights included; plain: optuna-dashboard {plain})",
         ]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ def dashboard(
     storage: str,
     *,
     artifacts: str | os.PathLike[str] | None = None,
+    study_name: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8080,
 ) -> None:
@@ -25,8 +26,10 @@ def dashboard(
 
     Args:
         storage: A database URL (or an SQLite file's path).
-        artifacts: The artifact folder; by default the one a study in the storage recorded,
-            else the folder beside the SQLite file.
+        artifacts: The artifact folder; by default the one study ``study_name`` recorded
+            (else any study in the storage), else the folder beside the SQLite file.
+        study_name: The study whose artifacts to serve, where studies of the storage
+            keep theirs in different folders.
         host: The address to bind; the default serves this machine only.
         port: The port.
 
@@ -42,17 +45,22 @@ def dashboard(
     from optnas.search import _open_storage
 
     opened = _open_storage(storage, create=False)
-    folder = artifact_folder(opened, storage, artifacts)
+    folder = artifact_folder(opened, storage, artifacts, study_name=study_name)
     store = FileSystemArtifactStore(folder) if folder is not None else None
     print(f"optuna-dashboard at http://{host}:{port}/ (artifacts: {folder or 'none'})", flush=True)
     run_server(opened, host=host, port=port, artifact_store=store)
 
 
 def artifact_folder(
-    storage: optuna.storages.BaseStorage, url: str, artifacts: str | os.PathLike[str] | None
+    storage: optuna.storages.BaseStorage,
+    url: str,
+    artifacts: str | os.PathLike[str] | None,
+    *,
+    study_name: str | None = None,
 ) -> Path | None:
-    """The artifact folder to serve: ``artifacts``, else one a study of ``storage``
-    recorded, else the one beside the SQLite file; None when there is none.
+    """The artifact folder to serve: ``artifacts``, else the one study ``study_name`` (else
+    any study of ``storage``) recorded, else the one beside the SQLite file; None when
+    there is none.
 
     Raises:
         FileNotFoundError: ``artifacts`` is not a folder.
@@ -63,10 +71,9 @@ def artifact_folder(
         if not Path(artifacts).is_dir():
             raise FileNotFoundError(f"No artifact folder at {artifacts}.")
         return Path(artifacts)
-    candidates: list[Any] = [
-        s.user_attrs.get(store.FOLDER_ATTR)
-        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-    ]
+    studies = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    studies.sort(key=lambda s: s.study_name != study_name)  # the study named first
+    candidates: list[Any] = [s.user_attrs.get(store.FOLDER_ATTR) for s in studies]
     candidates.append(store.default_folder(url))
     for folder in candidates:
         if folder and Path(folder).is_dir():

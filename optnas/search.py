@@ -256,7 +256,10 @@ def search(
     )
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
-    recorded = definition.from_call(call, space_fn)
+    # A fork records its own name: its definition reruns the fork, not its source.
+    recorded = definition.from_call(
+        call if fork is None else call | {"study_name": fork}, space_fn
+    )
     url = _shared_url(storage, name if fork is None else fork, workers)
     if workers > 1:
         recorded.search_kwargs()  # Workers rebuild the objective: refuse now if they can't.
@@ -274,7 +277,7 @@ def search(
     )
     record(study, recorded, replace=forked)
     _record_spec(study, dataset)
-    store = _artifact_store(study, artifacts, storage)
+    store = _artifact_store(study, artifacts, storage, forked=forked)
     if workers > 1:
         from optnas.workers import run_workers
 
@@ -412,18 +415,27 @@ def _record_spec(study: optuna.Study, dataset: Dataset) -> None:
         study.set_user_attr(SPEC_ATTR, spec)
 
 
-def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any) -> Any:
-    """The artifact store a search uploads to (see :mod:`optnas.artifacts`), or None."""
+def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any, *, forked: bool) -> Any:
+    """The artifact store a search uploads to (see :mod:`optnas.artifacts`), or None.
+
+    A fork just copied holds its source's folder; where the fork gets a store of its own,
+    the artifacts of the copied trials are copied into it, so that they stay readable.
+    """
     from optnas import artifacts as store
 
+    source = study.user_attrs.get(store.FOLDER_ATTR) if forked else None
     if artifacts is False:
         return None
     if artifacts is None:
         folder = store.default_folder(storage or default_storage(study.study_name))
-        return None if folder is None else store.create_store(study, folder)
-    if isinstance(artifacts, (str, os.PathLike)):
-        return store.create_store(study, artifacts)
-    return artifacts
+        resolved = None if folder is None else store.create_store(study, folder)
+    elif isinstance(artifacts, (str, os.PathLike)):
+        resolved = store.create_store(study, artifacts)
+    else:
+        resolved = artifacts
+    if source and resolved is not None and study.user_attrs.get(store.FOLDER_ATTR) != source:
+        store.copy_from(study, source, resolved)
+    return resolved
 
 
 def _check_artifacts(artifacts: Any) -> None:

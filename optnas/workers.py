@@ -40,8 +40,9 @@ def work(
     Everything else (space, data, objectives, budgets, training, sampler, pruner) comes
     from the definition recorded with the study; ``n_trials`` and ``timeout`` (the
     definition's when None) bound this worker alone. A seeded study's worker seeds its
-    sampler from the seed and its process id, so that workers do not all propose the
-    same candidates (a study shared by workers is not reproducible run to run anyway).
+    sampler from the sampler's seed (else the seed) and its process id, so that workers do
+    not all propose the same candidates (a study shared by workers is not reproducible run
+    to run anyway).
 
     Raises:
         StorageError: The storage cannot be opened or holds no such study.
@@ -60,8 +61,9 @@ def work(
 
     definition = Definition.from_study(open_study(study_name, storage))
     changes = {"storage": storage, "study_name": study_name, "workers": 1}
-    if definition["seed"] is not None:  # Workers seeded alike would propose alike.
-        changes["sampler_seed"] = (definition["seed"] * 1_000_003 + os.getpid()) % 2**31
+    seed = definition["seed"] if definition["sampler_seed"] is None else definition["sampler_seed"]
+    if seed is not None:  # Workers seeded alike would propose alike.
+        changes["sampler_seed"] = (seed * 1_000_003 + os.getpid()) % 2**31
     changes |= {"devices": devices, "trials_per_device": trials_per_device}
     changes |= {"n_trials": n_trials, "timeout": timeout}
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -123,7 +125,10 @@ def _start(
         command += ["--timeout", str(timeout)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    # A session of its own: a terminal's Ctrl-C reaches this process alone, which passes
+    # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
+    # trials' ends and leave them RUNNING.
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def _wait(

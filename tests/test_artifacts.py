@@ -50,6 +50,12 @@ def test_weights_are_kept_for_the_k_best_when_each_trial_ends(tmp_path):
     assert (tmp_path / "k.artifacts").is_dir()
 
 
+def test_a_journal_storage_makes_no_folder_named_after_its_url(in_tmp):
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage="journal:j.log")
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["j.log"]  # and no "journal:j.artifacts"
+    assert artifacts.FOLDER_ATTR not in study.user_attrs  # none by default, as for PostgreSQL
+
+
 def test_no_weights_or_diagrams_when_turned_off(tmp_path):
     storage = f"sqlite:///{tmp_path}/off.db"
     study = optnas.search(tiny_space, "digits", n_trials=2, epochs=1, storage=storage,

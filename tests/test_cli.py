@@ -22,6 +22,16 @@ def test_search_prints_pareto_table_and_dashboard_command(in_tmp, capsys):
     assert (in_tmp / "studies" / f"{name}.db").is_file()
 
 
+def test_a_journal_storage_is_printed_as_given(in_tmp, capsys):
+    argv = ["search", "--data", "wine", "--objectives", "accuracy", "--n-trials", "1",
+            "--epochs", "1", "--storage", "journal:j.log", "--study-name", "j"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "optnas dashboard --storage journal:j.log --study-name j" in out
+    assert "optuna-dashboard j.log" in out  # optuna-dashboard takes the journal file itself
+    assert "sqlite" not in out
+
+
 def test_tabular_search_with_latency_picks_the_mlp_space(in_tmp, capsys):
     argv = ["search", "--data", "wine", "--objectives", "accuracy,latency", "--n-trials", "2"]
     assert main([*argv, "--epochs", "2", "--latency-batch-size", "16", "--no-dedup"]) == 0

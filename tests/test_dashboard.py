@@ -145,3 +145,18 @@ def test_dashboard_command_without_a_database_is_a_clear_error(tmp_path, capsys)
     missing = f"sqlite:///{tmp_path}/none.db"
     assert main(["dashboard", "--storage", missing]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_dashboard_serves_the_artifacts_of_the_study_named(tmp_path, monkeypatch, capsys):
+    import optuna_dashboard
+    from conftest import tiny_space
+
+    import optnas
+
+    storage = f"sqlite:///{tmp_path}/two.db"
+    for name in ("a", "b"):
+        optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage=storage,
+                      study_name=name, artifacts=tmp_path / f"{name}-files")  # fmt: skip
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: None)
+    assert main(["dashboard", "--storage", storage, "--study-name", "b"]) == 0
+    assert f"(artifacts: {tmp_path / 'b-files'})" in capsys.readouterr().out

@@ -141,6 +141,35 @@ def test_a_fork_with_the_default_storage_gets_its_own_file(in_tmp):
         optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="zzz", fork="y")
 
 
+def test_a_fork_keeps_the_diagrams_and_weights_of_the_trials_it_copied(in_tmp):
+    from optnas import artifacts
+
+    kwargs = {"n_trials": 2, "epochs": 1, "study_name": "a", "keep_weights": 2}
+    optnas.search("mlp", "wine", **kwargs)
+    fork = optnas.search("mlp", "wine", **kwargs | {"n_trials": 1, "epochs": 2}, fork="b")
+    copied = [t for t in fork.trials[:2] if artifacts.find(fork, t, artifacts.WEIGHTS)]
+    assert copied
+    for t in copied:
+        optnas.load_model(fork, t.number)  # the weights are read from the fork's store
+        store = artifacts.open_store(fork)
+        assert artifacts.read(store, artifacts.find(fork, t, artifacts.DIAGRAM))
+
+
+def test_a_fork_s_recorded_definition_reruns_the_fork_not_its_source(in_tmp):
+    optnas.search("mlp", "wine", n_trials=1, epochs=1)
+    fork = optnas.search("mlp", "wine", n_trials=1, epochs=2, fork="wine-2")
+    definition = Definition.from_study(fork)
+    assert definition["study_name"] == "wine-2"
+    before = len(fork.trials)
+    again = definition.replace({"n_trials": 1}).search()
+    assert again.study_name == "wine-2" and len(again.trials) > before
+
+
+def test_any_text_round_trips_through_a_study_file():
+    d = load(DEFAULT_FILE).replace({"study_name": 'nas-\U0001f680 "q" \\', "data.root": "données"})
+    assert Definition.from_toml(d.to_toml()) == d
+
+
 def test_a_study_rebuilds_from_its_storage_alone(in_tmp, capsys):
     storage = f"sqlite:///{in_tmp}/r.db"
     optnas.search(

@@ -52,6 +52,16 @@ def test_workers_on_the_default_sqlite_file(in_tmp):
     _check_shared(study, 6, workers=3)
 
 
+def test_workers_given_a_sampler_seed_propose_different_candidates(in_tmp):
+    fast = FAST | {"seed": None, "sampler_seed": 0}
+    study = optnas.search("mlp", "wine", n_trials=6, workers=2, **fast)
+    by_worker = {}
+    for t in study.trials:
+        by_worker.setdefault(t.user_attrs["worker"], []).append(t.params)
+    first, second = by_worker.values()
+    assert first != second  # seeded alike, they would propose alike
+
+
 @needs_postgres
 def test_eight_workers_on_postgresql_run_exactly_their_trials():
     name = f"optnas-test-{uuid.uuid4().hex[:8]}"
@@ -177,3 +187,30 @@ def test_a_missing_postgresql_database_is_named_in_the_error():
     url = POSTGRES.rsplit("/", 1)[0] + "/optnas_no_such_database"
     with pytest.raises(optnas.StorageError, match="optnas_no_such_database"):
         optnas.search("mlp", "wine", n_trials=1, storage=url)
+
+
+def test_ctrl_c_at_the_terminal_records_every_worker_s_trial(in_tmp):
+    # A terminal's Ctrl-C signals the whole foreground process group: the workers too.
+    url = f"sqlite:///{in_tmp}/g.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", "5", "--n-trials", "4",
+            "--storage", url, "--study-name", "g", "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)  # fmt: skip
+
+    def both_training():
+        try:
+            trials = optuna.load_study(study_name="g", storage=url).get_trials(deepcopy=False)
+        except Exception:
+            return None
+        return sum(t.state == State.RUNNING and bool(t.user_attrs.get("val_curve"))
+                   for t in trials) == 2  # fmt: skip
+
+    _wait_for(both_training)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 130, err.decode()
+    trials = optuna.load_study(study_name="g", storage=url).trials
+    assert not [t for t in trials if t.state == State.RUNNING]
+    assert sum("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials) == 2
