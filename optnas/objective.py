@@ -280,7 +280,8 @@ class Objective:
         return on_epoch
 
 
-_BUILD_LOCK = threading.Lock()
+# Reentrant: a sampler may count a candidate's costs (a build) inside the build that asks it.
+_BUILD_LOCK = threading.RLock()
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -392,3 +393,24 @@ def test_optnas_samplers_run_a_search_by_name(name):
     )
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trained) == 2 and all(len(t.params) == 6 for t in trained)
+
+
+def test_multi_objective_default_counts_candidate_costs_on_the_built_network():
+    # The default sampler models this flat space after 10 trials and counts the exact
+    # parameters of its best candidates, building them inside the trial's own build.
+    result = {}
+
+    def run():
+        result["study"] = optnas.search(
+            {"name": "nb201", "channels": 2, "cells": 1}, "digits", ("accuracy", "params"),
+            n_trials=13, epochs=1, seed=0, storage=MEMORY, pruner="none",
+        )  # fmt: skip
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the search hung"
+    study = result["study"]
+    done = [t for t in study.trials if t.state == STATE.COMPLETE]
+    assert len(done) == 13
+    assert all(t.values[1] == t.user_attrs["params"] for t in done)
