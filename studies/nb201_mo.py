@@ -6,8 +6,10 @@ table (``../shared/benchmarks/nb201/nb201.csv`` beside the clone, or ``--table``
 stops after ``--trainings`` trainings (100): for Optuna's samplers used plainly every trial
 is a training, repeats included. ``optnas`` is the default, ``optnas.samplers.create("auto")``
 (:class:`optnas.samplers.CostAwareSampler`), given the table's costs as known before
-training; ``optnas-learned`` is the same sampler as ``search()`` makes it, without a cost
-oracle: it predicts a candidate's costs from the costs the study recorded. Neither is given
+training; ``optnas-screened`` is the sampler as ``search()`` makes it: it predicts a
+candidate's costs from the costs the study recorded and takes the exact costs of its 32 most
+promising candidates only (a search counts them on the built network; here the table gives
+them); ``optnas-learned`` predicts every cost, with no exact ones. Neither is given
 the space's canonical key, which ``search()`` passes: in this table two cells that build
 the same network (an operation whose output nothing uses) can differ in parameters and
 latency, since the benchmark's networks keep such dead operations, and skipping one of
