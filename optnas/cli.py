@@ -575,7 +575,8 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
         lines += [
             "",
             f"Dashboard: optnas dashboard --storage {storage_url} --study-name {study.study_name}",
-            f"           (diagrams and weights included; plain: optuna-dashboard {plain})",
+            f"           (with the study's diagrams and kept weights, where it has an artifact "
+            f"store; plain: optuna-dashboard {plain})",
         ]
     return "\n".join(lines)
 

@@ -9,11 +9,11 @@ is a training, repeats included. ``optnas`` is the default, ``optnas.samplers.cr
 training; ``optnas-screened`` is the sampler as ``search()`` makes it: it predicts a
 candidate's costs from the costs the study recorded and takes the exact costs of its 32 most
 promising candidates only (a search counts them on the built network; here the table gives
-them); ``optnas-learned`` predicts every cost, with no exact ones. Neither is given
-the space's canonical key, which ``search()`` passes: in this table two cells that build
+them); ``optnas-learned`` predicts every cost, with no exact ones. None is given the
+space's canonical key (``search()`` passes it with one objective only): in this table two cells that build
 the same network (an operation whose output nothing uses) can differ in parameters and
 latency, since the benchmark's networks keep such dead operations, and skipping one of
-them would hide a cheaper point of the front. Both prune, untrained, a cell whose
+them would hide a cheaper point of the front. All three prune, untrained, a cell whose
 canonical key was already trained (``search()``'s duplicate check), and count only
 trainings.
 
