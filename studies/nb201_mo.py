@@ -4,18 +4,18 @@ Objectives: the 12-epoch validation accuracy (the paper's search signal; maximiz
 parameter count and the benchmark's measured latency (minimized), all looked up in the
 table (``../shared/benchmarks/nb201/nb201.csv`` beside the clone, or ``--table``). Each run
 stops after ``--trainings`` trainings (100): for Optuna's samplers used plainly every trial
-is a training, repeats included. ``optnas`` is the default, ``optnas.samplers.create("auto")``
-(:class:`optnas.samplers.CostAwareSampler`), given the table's costs as known before
-training; ``optnas-screened`` is the sampler as ``search()`` makes it: it predicts a
-candidate's costs from the costs the study recorded and takes the exact costs of its 32 most
-promising candidates only (a search counts them on the built network; here the table gives
-them); ``optnas-learned`` predicts every cost, with no exact ones. None is given the
-space's canonical key (``search()`` passes it with one objective only): in this table two cells that build
-the same network (an operation whose output nothing uses) can differ in parameters and
-latency, since the benchmark's networks keep such dead operations, and skipping one of
-them would hide a cheaper point of the front. All three prune, untrained, a cell whose
-canonical key was already trained (``search()``'s duplicate check), and count only
-trainings.
+is a training, repeats included. ``optnas`` is the default,
+``optnas.samplers.create("auto")`` (:class:`optnas.samplers.CostAwareSampler`), given the
+table's costs as known before training; ``optnas-screened`` is the sampler as ``search()``
+makes it: it predicts a candidate's costs from the costs the study recorded and takes the
+exact costs of its 32 most promising candidates only (a search counts them on the built
+network; here the table gives them); ``optnas-learned`` predicts every cost, with no exact
+ones. None is given the space's canonical key (``search()`` passes it with one objective
+only): in this table two cells that build the same network (an operation whose output
+nothing uses) can differ in parameters and latency, since the benchmark's networks keep
+such dead operations, and skipping one of them would hide a cheaper point of the front. All
+three prune, untrained, a cell whose canonical key was already trained (``search()``'s
+duplicate check), and count only trainings.
 
 The score of a run is its hypervolume ratio: the hypervolume of its Pareto front over that
 of the table's true front, both on the same normalized losses (error and log-costs scaled
