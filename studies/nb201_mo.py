@@ -34,6 +34,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from importlib import import_module
 
 import numpy as np
 import optuna
@@ -44,13 +45,18 @@ from optnas.samplers import create
 from optnas.spaces import nb201 as nb201_space
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
+# --n-exact: candidates per trial given exact costs; search() uses optnas.search.N_EXACT.
+N_EXACT = [import_module("optnas.search").N_EXACT]
 SAMPLERS: dict[str, Callable[[int, nb201.Table], optuna.samplers.BaseSampler]] = {
     "optnas": lambda seed, table: create(
         "auto", directions=DIRECTIONS, seed=seed, costs=_costs(table)
     ),
     "optnas-learned": lambda seed, table: create("auto", directions=DIRECTIONS, seed=seed),
     "optnas-screened": lambda seed, table: create(
-        {"name": "auto", "n_exact": 32}, directions=DIRECTIONS, seed=seed, costs=_costs(table)
+        {"name": "auto", "n_exact": N_EXACT[0]},
+        directions=DIRECTIONS,
+        seed=seed,
+        costs=_costs(table),
     ),
     "tpe": lambda seed, table: optuna.samplers.TPESampler(seed=seed),
     "nsga2": lambda seed, table: optuna.samplers.NSGAIISampler(seed=seed),
@@ -126,7 +132,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--trainings", type=int, default=100)
     parser.add_argument("--samplers", default=",".join(SAMPLERS), help=", ".join(SAMPLERS))
+    parser.add_argument("--n-exact", type=int, default=N_EXACT[0], help="for optnas-screened")
     args = parser.parse_args()
+    N_EXACT[0] = args.n_exact
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = nb201.Table.load(args.table, args.dataset)
     norm = Normalizer(table)
