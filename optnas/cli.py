@@ -426,7 +426,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> optuna.Study:
-    from optnas.search import open_study
+    from optnas.storage import open_study
 
     return open_study(args.study_name or _default_name(args), args.storage)
 
@@ -503,7 +503,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from optnas.definition import Definition
-    from optnas.search import open_study
+    from optnas.storage import open_study
 
     name = args.study_name or _default_name(args)
     study = open_study(name, args.storage)
@@ -520,7 +520,7 @@ def _default_name(args: argparse.Namespace) -> str:
     if args.storage:
         import optuna
 
-        from optnas.search import _open_storage
+        from optnas.storage import _open_storage
 
         names = optuna.get_all_study_names(_open_storage(args.storage, create=False))
         if len(names) == 1:
@@ -531,7 +531,7 @@ def _default_name(args: argparse.Namespace) -> str:
 
 
 def _storage_url(storage: str | None, study_name: str) -> str:
-    from optnas.search import default_storage
+    from optnas.storage import default_storage
 
     if storage is None:
         return default_storage(study_name)

@@ -42,7 +42,7 @@ def dashboard(
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from optnas.search import _open_storage
+    from optnas.storage import _open_storage
 
     opened = _open_storage(storage, create=False)
     folder = artifact_folder(opened, storage, artifacts, study_name=study_name)

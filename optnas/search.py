@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
 import re
-import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
@@ -21,6 +17,14 @@ from optnas.cost import METRICS
 from optnas.errors import SearchError, StorageError
 from optnas.samplers import SamplerName
 from optnas.samplers import create as create_sampler
+from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_study & co.)
+    STUDIES_DIR,
+    _fork,
+    _open_storage,
+    _shared_url,
+    default_storage,
+    open_study,
+)
 
 if TYPE_CHECKING:
     from optnas.data import Dataset
@@ -42,7 +46,6 @@ COSTS = (*METRICS, "latency")
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", **{m: "minimize" for m in COSTS}}
 """Objective names and their directions."""
 PRUNERS = ("auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none")
-STUDIES_DIR = Path("studies")
 
 PrunerName = Literal["auto", "median", "hyperband", "sha", "pareto", "pareto-halving", "none"]
 AugmentName = Literal["auto", "none", "crop", "flip", "crop+flip"]
@@ -320,23 +323,6 @@ def search(
     return study
 
 
-def _shared_url(storage: str | optuna.storages.BaseStorage | None, name: str, workers: int) -> str:
-    """The URL worker processes open: a storage that several processes can share."""
-    if isinstance(storage, optuna.storages.BaseStorage) or storage == "sqlite:///:memory:":
-        if workers > 1:
-            raise ValueError(
-                f"workers={workers} needs a storage that processes share, given as a URL "
-                "(SQLite file, journal:PATH, PostgreSQL or MySQL), not an in-memory or "
-                "storage object."
-            )
-        return ""
-    if storage is None:
-        return default_storage(name)
-    return (
-        storage if "://" in storage or storage.startswith("journal:") else f"sqlite:///{storage}"
-    )
-
-
 def record(study: optuna.Study, definition: Definition, *, replace: bool = False) -> None:
     """Record ``definition`` with ``study``, refusing one that changes what the study is.
 
@@ -365,43 +351,6 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
             )
         return
     study.set_user_attr(DEFINITION_ATTR, definition.to_json())
-
-
-def _fork(
-    source: str, target: str, storage: str | optuna.storages.BaseStorage | None
-) -> tuple[str, str | optuna.storages.BaseStorage | None, bool]:
-    """Copy study ``source`` to ``target`` unless ``target`` exists: ``(target, storage to
-    use, whether it was copied now)``. With the default storage each study has its own
-    file; otherwise both live in ``storage``."""
-    if not target or target == source:
-        raise ValueError(
-            f"fork needs a new study name, other than {source!r}, but got {target!r}."
-        )
-    if isinstance(storage, str):
-        storage = _open_storage(storage, create=True)  # One object: ":memory:" stays one.
-    to_storage = storage if storage is not None else default_storage(target)
-    if storage is None:
-        STUDIES_DIR.mkdir(exist_ok=True)
-        to_storage = _open_storage(to_storage, create=True)
-    if target in optuna.get_all_study_names(to_storage):
-        return target, storage, False
-    from_storage = storage if storage is not None else default_storage(source)
-    if isinstance(from_storage, str):
-        if not Path(from_storage[len("sqlite:///") :]).exists():
-            raise StorageError(f"Cannot fork study {source!r}: {from_storage} does not exist.")
-        from_storage = _open_storage(from_storage, create=False)
-    if source not in optuna.get_all_study_names(from_storage):
-        raise StorageError(f"Cannot fork study {source!r}: no study of that name to copy.")
-    optuna.copy_study(
-        from_study_name=source,
-        from_storage=from_storage,
-        to_storage=to_storage,
-        to_study_name=target,
-    )
-    optuna.load_study(study_name=target, storage=to_storage).set_user_attr(
-        "optnas.forked_from", source
-    )
-    return target, storage, True
 
 
 SPEC_ATTR = "optnas.spec"
@@ -659,236 +608,6 @@ def _slots_per_device(trials_per_device: int | str, devices: Sequence[Any], *, t
 def _check_choice(name: str, value: object, valid: Sequence[str]) -> None:
     if value not in valid:
         raise ValueError(f"Unknown {name} {value!r}; valid names: {', '.join(valid)}.")
-
-
-def default_storage(study_name: str) -> str:
-    """The default storage URL of ``study_name``: ``sqlite:///studies/<name>.db``.
-
-    Example:
-        >>> default_storage("digits")
-        'sqlite:///studies/digits.db'
-    """
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
-    return f"sqlite:///{(STUDIES_DIR / f'{safe}.db').as_posix()}"
-
-
-def open_study(
-    study_name: str,
-    storage: str | optuna.storages.BaseStorage | None,
-    *,
-    directions: Sequence[str] | None = None,
-    metric_names: Sequence[str] | None = None,
-    sampler: optuna.samplers.BaseSampler | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-    heartbeat_interval: int | None = None,
-) -> optuna.Study:
-    """Create or resume ``study_name`` in ``storage``; with no directions, load it only.
-
-    ``storage`` is a database URL (SQLite, PostgreSQL, MySQL: Optuna's RDB storage), a
-    journal file ``"journal:PATH"`` (Optuna's journal storage, safe for several processes
-    on one machine), an Optuna storage, or None for ``studies/<study_name>.db``. On a
-    database URL, ``heartbeat_interval`` (seconds) turns on Optuna's heartbeats: a trial
-    whose process died is marked failed after twice that long without a heartbeat and
-    retried with the same parameters (up to 3 times).
-
-    Raises:
-        StorageError: The storage cannot be opened, the study is missing (load only) or it
-            was created with other objectives.
-
-    Example:
-        >>> study = open_study("demo", "sqlite:///:memory:", directions=["maximize"])
-        >>> study.study_name
-        'demo'
-    """
-    if storage is None:
-        storage = default_storage(study_name)
-        if directions is not None:
-            STUDIES_DIR.mkdir(exist_ok=True)
-    url = storage if isinstance(storage, str) else None
-    if isinstance(storage, str):
-        storage = _open_storage(
-            storage, create=directions is not None, heartbeat_interval=heartbeat_interval
-        )
-    with _storage_errors(url):
-        if directions is None:
-            try:
-                return optuna.load_study(study_name=study_name, storage=storage)
-            except KeyError:
-                names = optuna.get_all_study_names(storage)
-                raise StorageError(
-                    f"No study named {study_name!r} in this storage; it holds: "
-                    f"{', '.join(names) or 'no studies'}."
-                ) from None
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            directions=list(directions),
-            sampler=sampler,
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    _check_resumed(study, directions, metric_names)
-    return study
-
-
-@contextlib.contextmanager
-def _storage_errors(url: str | None) -> Iterator[None]:
-    """Database errors (a locked SQLite file, a server gone) as :class:`StorageError`."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        yield
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
-        where = _hide_password(url) if url else "the storage"
-        cause = error.__cause__ if isinstance(error.__cause__, SQLAlchemyError) else error
-        cause = getattr(cause, "orig", None) or cause
-        hint = " (another process holds a write lock on it)" if "locked" in str(cause) else ""
-        raise StorageError(f"Cannot use storage {where}: {cause}{hint}.") from error
-
-
-def _open_storage(
-    url: str, *, create: bool, heartbeat_interval: int | None = None
-) -> optuna.storages.BaseStorage:
-    if url == "sqlite:///:memory:":
-        # SQLite gives each thread its own in-memory database; parallel trials need one.
-        return optuna.storages.InMemoryStorage()
-    if url.startswith("journal:"):
-        return _journal(url, create=create)
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
-    if sqlite_file:
-        _check_sqlite_file(Path(url[len("sqlite:///") :]), create=create)
-    try:
-        with warnings.catch_warnings():  # Heartbeats: experimental in Optuna 5.0.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            beats = _heartbeats(heartbeat_interval)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
-    except Exception as error:  # SQLAlchemy and driver errors have no common base here.
-        raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
-    if sqlite_file:
-        _configure_sqlite(storage)
-    return storage
-
-
-def _heartbeats(interval: int | None) -> dict[str, Any]:
-    if interval is None:
-        return {}
-    return {
-        "heartbeat_interval": interval,
-        "grace_period": 2 * interval,
-        "heartbeat_stale_trial_callback": _RetryStale(max_retry=3),
-    }
-
-
-class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a trial whose worker died, telling the new trial why it runs."""
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trial = copy.deepcopy(trial)
-        worker = trial.user_attrs.get("worker", "its worker")
-        trial.set_user_attr(
-            "retry_reason",
-            f"retries trial {trial.number}, whose worker ({worker}) stopped sending "
-            "heartbeats: it died or hung",
-        )
-        super().__call__(study, trial)
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # A server that does not answer fails within seconds, not after the OS's TCP timeout;
-    # pre-ping replaces connections a restarted server dropped.
-    if url.startswith(("postgresql", "mysql")):
-        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    return {}
-
-
-def _journal(url: str, *, create: bool) -> optuna.storages.BaseStorage:
-    """Optuna's journal storage in the file after ``journal:`` (``journal:///abs/path``
-    and ``journal:relative/path`` both work)."""
-    from optuna.storages.journal import JournalFileBackend
-
-    path = Path(url[len("journal:") :].removeprefix("//"))
-    if not str(path) or path.is_dir():
-        raise StorageError(f"Cannot open storage {url}: name a file, as in journal:studies/x.log.")
-    if not path.exists() and not create:
-        raise StorageError(f"Cannot open storage {url}: no such file.")
-    if not path.parent.is_dir():
-        raise StorageError(f"Cannot create storage {url}: directory {path.parent} does not exist.")
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def _configure_sqlite(storage: optuna.storages.RDBStorage) -> None:
-    """Write-ahead logging, and transactions that take the write lock when they begin.
-
-    With WAL, readers (optuna-dashboard) never block the search, and a commit costs about
-    half as much; with synchronous=NORMAL a commit survives a crash of the process, though
-    not a power cut. Python's sqlite3 would start a transaction only at the first write, so
-    two parallel trials could both read a waiting (enqueued) trial as free and both run it;
-    ``BEGIN IMMEDIATE`` makes Optuna's read-then-claim one step.
-    """
-    from sqlalchemy import event
-
-    def on_connect(connection: Any, _record: Any) -> None:
-        connection.isolation_level = None  # SQLAlchemy's "begin" event starts transactions.
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    event.listen(storage.engine, "connect", on_connect)
-    event.listen(storage.engine, "begin", on_begin)
-    storage.engine.dispose()  # Connections opened before the listeners reopen with them.
-
-
-def _check_sqlite_file(path: Path, *, create: bool) -> None:
-    # Checked before SQLAlchemy touches the path, so that a bad one creates nothing.
-    where = f"sqlite:///{path}"
-    if path.exists():
-        if path.is_dir():
-            raise StorageError(f"Cannot open storage {where}: it is a directory.")
-        try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.DatabaseError as error:
-            raise StorageError(
-                f"Cannot open storage {where}: the file is not a readable SQLite database "
-                f"({error})."
-            ) from None
-        if create and not os.access(path, os.W_OK):
-            raise StorageError(f"Cannot open storage {where}: the file is not writable.")
-        return
-    if not create:
-        raise StorageError(f"Cannot open storage {where}: no such file.")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise StorageError(f"Cannot create storage {where}: directory {parent} does not exist.")
-    if not os.access(parent, os.W_OK):
-        raise StorageError(f"Cannot create storage {where}: directory {parent} is not writable.")
-
-
-def _check_resumed(
-    study: optuna.Study, directions: Sequence[str], metric_names: Sequence[str] | None
-) -> None:
-    have = [d.name.lower() for d in study.directions]
-    known = study.metric_names
-    if have != list(directions) or (known and metric_names and known != list(metric_names)):
-        raise StorageError(
-            f"Study {study.study_name!r} already exists with objectives "
-            f"{known or have}, not {list(metric_names or directions)}; "
-            "choose another study_name."
-        )
-    if metric_names and not known:
-        with warnings.catch_warnings():  # Stable in practice; Optuna still marks it.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(metric_names))
-
-
-def _hide_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def _check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:

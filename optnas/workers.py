@@ -57,7 +57,7 @@ def work(
         3
     """
     from optnas.definition import Definition
-    from optnas.search import open_study
+    from optnas.storage import open_study
 
     definition = Definition.from_study(open_study(study_name, storage))
     changes = {"storage": storage, "study_name": study_name, "workers": 1}
@@ -154,7 +154,7 @@ def _wait(
 
 
 def _finished(storage: str, study_name: str) -> int:
-    from optnas.search import open_study
+    from optnas.storage import open_study
 
     study = open_study(study_name, storage)
     return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
