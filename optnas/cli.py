@@ -531,13 +531,9 @@ def _default_name(args: argparse.Namespace) -> str:
 
 
 def _storage_url(storage: str | None, study_name: str) -> str:
-    from optnas.storage import default_storage
+    from optnas.storage import storage_url
 
-    if storage is None:
-        return default_storage(study_name)
-    return (
-        storage if "://" in storage or storage.startswith("journal:") else f"sqlite:///{storage}"
-    )
+    return storage_url(storage, study_name)
 
 
 def summary(study: optuna.Study, storage_url: str | None = None) -> str:

@@ -22,7 +22,7 @@ import optuna
 
 from optnas.errors import StorageError
 
-__all__ = ["STUDIES_DIR", "default_storage", "open_study"]
+__all__ = ["STUDIES_DIR", "default_storage", "open_study", "storage_url"]
 
 STUDIES_DIR = Path("studies")
 
@@ -267,8 +267,19 @@ def _shared_url(storage: str | optuna.storages.BaseStorage | None, name: str, wo
                 "storage object."
             )
         return ""
+    return storage_url(storage, name)
+
+
+def storage_url(storage: str | None, study_name: str) -> str:
+    """The URL of ``storage``: the default SQLite file of ``study_name`` for None, a bare
+    path as an SQLite file, a URL or ``journal:PATH`` as it is.
+
+    Example:
+        >>> storage_url("runs.db", "s"), storage_url(None, "s")
+        ('sqlite:///runs.db', 'sqlite:///studies/s.db')
+    """
     if storage is None:
-        return default_storage(name)
+        return default_storage(study_name)
     return (
         storage if "://" in storage or storage.startswith("journal:") else f"sqlite:///{storage}"
     )
