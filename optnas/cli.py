@@ -284,7 +284,7 @@ def _add_bench(commands: Any) -> None:
         "--no-costs",
         dest="costs",
         action="store_false",
-        help="do not give auto the cells' parameter counts (search() without a cost oracle)",
+        help="trials do not record their cells' parameter counts (optnas's objective does)",
     )
 
 

@@ -115,10 +115,24 @@ def test_every_sampler_runs_the_protocol(full_table, name):
 
 
 def test_auto_finds_the_best_signal_of_the_space(full_table):
-    run = nb201.simulate(nb201.create_sampler("auto", full_table, seed=0), full_table)
+    run = nb201.simulate(nb201.create_sampler("auto", seed=0), full_table)
     assert run.result == pytest.approx(80.6)  # all six edges 3x3 convolutions
 
 
 def test_a_budget_must_be_positive(full_table):
     with pytest.raises(ValueError, match="budget must be positive"):
         nb201.simulate(optuna.samplers.RandomSampler(), full_table, budget=0)
+
+
+@pytest.mark.parametrize("costs", [True, False])
+def test_trials_record_their_parameter_count_as_a_search_would(full_table, costs):
+    recorded = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):
+            recorded.append((trial.user_attrs.get("params"), full_table.lookup(trial.params)))
+
+    nb201.simulate(Recording(seed=0), full_table, budget=600, costs=costs)
+    assert recorded
+    for count, row in recorded:
+        assert count == (full_table.params[row] if costs else None)

@@ -222,3 +222,55 @@ class TestCostAwareSamplerWithOptunasSuite(BasicSamplerTestCase, MultiObjectiveS
     @pytest.fixture
     def sampler(self):
         return lambda: CostAwareSampler(n_startup_trials=2, n_candidates=50, seed=0)
+
+
+def _proposals(record) -> list[tuple]:
+    """Architectures auto proposes after 5 startup trials, each trial recording
+    ``record(params)`` as its ``params`` user attribute (optnas records the count)."""
+    study = optuna.create_study(
+        direction="maximize", sampler=CostAwareSampler(n_startup_trials=5, seed=0)
+    )
+    for _ in range(12):
+        trial = study.ask()
+        p = _suggest(trial)
+        if record is not None:
+            trial.set_user_attr("params", record(p))
+        study.tell(trial, accuracy(p))
+    return [tuple(t.params.values()) for t in study.trials[5:]]
+
+
+def test_recorded_parameter_counts_are_inputs_of_the_one_objective_model():
+    counted, uncounted = _proposals(params), _proposals(None)
+    assert counted != uncounted
+    assert _proposals(lambda p: "large") == uncounted  # a value that is not a number: unused
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_startup_trials": 0}, "n_startup_trials must be at least 1, but got 0"),
+        ({"length_scale": 0.0}, "length_scale must be positive, but got 0.0"),
+        ({"margin": -0.5}, "margin must be a finite number >= 0, but got -0.5"),
+        ({"margin": float("nan")}, "margin must be a finite number >= 0, but got nan"),
+    ],
+)
+def test_bad_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        CostAwareSampler(**options)
+
+
+def _distances_to_the_best(explore_every: int | None) -> list[int]:
+    """For each modelled trial, in how many choices it differs from the best trial before it."""
+    sampler = CostAwareSampler(n_startup_trials=3, explore_every=explore_every, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: accuracy(_suggest(t)), n_trials=10)
+    out = []
+    for trial in study.trials[3:]:
+        best = max(study.trials[: trial.number], key=lambda t: t.value)
+        out.append(sum(trial.params[n] != best.params[n] for n in CHOICES))
+    return out
+
+
+def test_every_kth_modelled_trial_explores_away_from_the_best():
+    assert _distances_to_the_best(1) == [3] * 7  # all three choices differ
+    assert min(_distances_to_the_best(None)) < 3

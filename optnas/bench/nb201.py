@@ -41,6 +41,7 @@ __all__ = [
     "compare",
     "create_sampler",
     "default_table",
+    "evaluate",
     "parse",
     "simulate",
     "suggest",
@@ -205,14 +206,41 @@ class Run:
         return float(self.reported[done - 1]) if done else float("nan")
 
 
-def simulate(sampler: optuna.samplers.BaseSampler, table: Table, *, budget: float = BUDGET) -> Run:
+def evaluate(trial: optuna.trial.BaseTrial, table: Table, *, costs: bool = True) -> int:
+    """Ask ``trial`` for a cell (:func:`suggest`) and return its row in ``table``; with
+    ``costs``, the trial records the cell's parameter count as the user attribute
+    ``params``, as optnas's objective records the built network's count before training.
+
+    Example:
+        >>> import optuna
+        >>> table = Table.load()  # doctest: +SKIP
+        >>> study = optuna.create_study(direction="maximize")  # doctest: +SKIP
+        >>> trial = study.ask()  # doctest: +SKIP
+        >>> row = evaluate(trial, table)  # doctest: +SKIP
+        >>> trial.user_attrs["params"] == table.params[row]  # doctest: +SKIP
+        True
+    """
+    row = table.lookup(suggest(trial))
+    if costs:
+        trial.set_user_attr("params", float(table.params[row]))
+    return row
+
+
+def simulate(
+    sampler: optuna.samplers.BaseSampler,
+    table: Table,
+    *,
+    budget: float = BUDGET,
+    costs: bool = True,
+) -> Run:
     """Search ``table`` with ``sampler`` under the paper's protocol.
 
-    Each trial asks for a cell (:func:`suggest`) and is told its 12-epoch validation
-    accuracy; it costs 12/200 of the cell's 200-epoch training time. Trials are asked
-    while less than ``budget`` simulated seconds were spent (the evaluation that crosses
-    the budget counts, as in the paper's code); a cell asked again costs again. The result
-    is the 200-epoch test accuracy of the cell with the best validation accuracy.
+    Each trial asks for a cell (:func:`evaluate`, which records its parameter count unless
+    ``costs`` is false) and is told its 12-epoch validation accuracy; it costs 12/200 of
+    the cell's 200-epoch training time. Trials are asked while less than ``budget``
+    simulated seconds were spent (the evaluation that crosses the budget counts, as in the
+    paper's code); a cell asked again costs again. The result is the 200-epoch test
+    accuracy of the cell with the best validation accuracy.
 
     Example:
         >>> import optuna
@@ -230,7 +258,7 @@ def simulate(sampler: optuna.samplers.BaseSampler, table: Table, *, budget: floa
     while total < budget:
         start = time.perf_counter()
         trial = study.ask()
-        row = table.lookup(suggest(trial))
+        row = evaluate(trial, table, costs=costs)
         sampling += time.perf_counter() - start
         total += table.train_seconds[row] * EVALUATION_EPOCHS / 200
         if table.val12[row] > best_signal:
@@ -243,31 +271,19 @@ def simulate(sampler: optuna.samplers.BaseSampler, table: Table, *, budget: floa
     return Run(np.array(spent), np.array(reported), sampling)
 
 
-def create_sampler(
-    name: str, table: Table, *, seed: int | None = None, costs: bool = True
-) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` as :func:`optnas.samplers.create` makes it for a search, given
-    what a search knows before training: which cells are the same network (the space's
-    canonical key) and, with ``costs``, each cell's parameter count (here from the table;
-    a search measures it on the built network).
+def create_sampler(name: str, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` exactly as :func:`optnas.search` makes it for a one-objective
+    search of the ``nb201`` space: given the space's canonical key (which cells are the
+    same network); the parameter counts it may use are those the trials record
+    (:func:`evaluate`), as in a search.
 
     Example:
-        >>> table = Table.load()  # doctest: +SKIP
-        >>> type(create_sampler("evolution", table, seed=0)).__name__  # doctest: +SKIP
+        >>> type(create_sampler("evolution", seed=0)).__name__
         'RegularizedEvolutionSampler'
     """
     from optnas.samplers import create
 
-    def params(cell: Mapping[str, str]) -> dict[str, float]:
-        return {"params": float(table.params[table.lookup(cell)])}
-
-    return create(
-        name,  # type: ignore[arg-type]
-        directions=["maximize"],
-        seed=seed,
-        costs=params if costs else None,
-        key=canonical,
-    )
+    return create(name, directions=["maximize"], seed=seed, key=canonical)  # type: ignore[arg-type]
 
 
 def compare(
@@ -279,7 +295,8 @@ def compare(
     seed: int = 0,
     costs: bool = True,
 ) -> dict[str, list[Run]]:
-    """``runs`` simulated searches per sampler name, run ``r`` seeded ``seed + r``.
+    """``runs`` simulated searches per sampler name, run ``r`` seeded ``seed + r``;
+    ``costs``: trials record their parameter count (see :func:`evaluate`).
 
     Example:
         >>> table = Table.load()  # doctest: +SKIP
@@ -291,7 +308,7 @@ def compare(
         raise ValueError(f"runs must be at least 1, but got {runs!r}.")
     return {
         name: [
-            simulate(create_sampler(name, table, seed=seed + r, costs=costs), table, budget=budget)
+            simulate(create_sampler(name, seed=seed + r), table, budget=budget, costs=costs)
             for r in range(runs)
         ]
         for name in names

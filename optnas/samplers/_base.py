@@ -45,6 +45,8 @@ def pareto_ranks(points: np.ndarray) -> np.ndarray:
         [0, 0, 1]
     """
     points = np.asarray(points, dtype=float)
+    if points.ndim == 2 and points.shape[1] == 1:  # one objective: ranks of the values
+        return np.unique(points[:, 0], return_inverse=True)[1].reshape(-1)
     ranks = np.full(len(points), -1)
     rank = 0
     while (ranks < 0).any():

@@ -23,6 +23,8 @@ KeyFn = Callable[[Mapping[str, Any]], Hashable]
 _MAX_INT_CHOICES = 32
 # Observations the Gaussian process conditions on, at most (see _kept).
 _MAX_POINTS = 300
+# Choices in which an exploring trial's architecture differs from the best one, at least.
+FAR = 3
 # Log noise variance of the standardized targets where it is not fitted.
 _LOG_NOISE = float(np.log(1e-2))
 
@@ -71,6 +73,17 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             predicted from the study's records, and the ``n_exact`` best are scored again
             with their exact costs. None: ``costs`` for every candidate (and, with one
             objective, as inputs of the model).
+        cost_attrs: With one objective and no ``costs``: user attributes that trials
+            record before training (optnas records ``params``, ``flops``, ``macs`` and
+            ``latency`` on every trial) taken as inputs of the model, the recorded value
+            for trained architectures and a ridge regression of those for candidates.
+        margin: With one objective, a candidate's expected improvement counts only gains
+            of more than ``margin`` of its posterior standard deviation: a larger margin
+            explores more.
+        explore_every: With one objective, every ``explore_every``-th modelled trial
+            proposes an architecture that differs from the best one in at least 3
+            choices (where the candidates hold one), so that a search does not stay
+            around its first good architecture (None: never).
         seed: Seed of the candidates and of the default independent sampler.
         independent_sampler: Sampler of the startup trials and of other parameters
             (default: ``RandomSampler(seed)``).
@@ -99,17 +112,23 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         n_candidates: int = 1000,
         length_scale: float = 3.0,
         n_exact: int | None = None,
+        cost_attrs: Sequence[str] = ("params",),
+        margin: float = 0.5,
+        explore_every: int | None = 4,
         seed: int | None = None,
         independent_sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         counts = {"n_startup_trials": n_startup_trials, "n_candidates": n_candidates}
-        if n_exact is not None:
-            counts["n_exact"] = n_exact
+        for name, value in (("n_exact", n_exact), ("explore_every", explore_every)):
+            if value is not None:
+                counts[name] = value
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, but got {value!r}.")
         if not length_scale > 0:
             raise ValueError(f"length_scale must be positive, but got {length_scale!r}.")
+        if not 0 <= margin < np.inf:
+            raise ValueError(f"margin must be a finite number >= 0, but got {margin!r}.")
         self.costs = costs
         self.key = key
         self.objective = objective
@@ -117,6 +136,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self.n_candidates = n_candidates
         self.length_scale = length_scale
         self.n_exact = n_exact
+        self.cost_attrs = tuple(cost_attrs)
+        self.margin = margin
+        self.explore_every = explore_every
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._space = optuna.search_space.IntersectionSearchSpace()
@@ -155,21 +177,26 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
                                   for t in done]).reshape(len(done), len(cost_index))  # fmt: skip
         candidates = self._candidates(study, arch, trained, loss, trained_costs)
         candidates = candidates[_feasible(study, arch, candidates)]
+        if not cost_index and self.explore_every and len(done) % self.explore_every == 0:
+            candidates = _far(candidates, trained[int(np.argmin(loss))])
         if len(candidates) == 0:
             return {}
         screen = self.n_exact is not None and self.costs is not None
         costs = self._candidate_costs(study, arch, cost_index, candidates, exact=not screen)
         bar = _bar(costs, trained_costs, loss)
-        observed, observed_loss = _with_pruned(study, arch, target, trained, loss)
+        observed, observed_loss = _kept(*_with_pruned(study, arch, target, trained, loss))
+        inputs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         if not cost_index:
             observed_loss, bar = _warp(observed_loss, bar)
+            inputs = self._cost_inputs(study, arch, observed, candidates)
         # One BLAS thread: these matrices are small, and a thread pool contending with
         # training (or other processes) for the cores made a 300-point Cholesky 100x slower.
         with threadpool_limits(limits=1):
             mean, std = self._predict(
-                arch, observed, observed_loss, candidates, adaptive=not cost_index
-            )
-        gain = _expected_improvement(bar, mean, std)
+                arch, (observed, inputs[0]), observed_loss, (candidates, inputs[1]),
+                adaptive=not cost_index,
+            )  # fmt: skip
+        gain = _expected_improvement(bar, mean, std, 0.0 if cost_index else self.margin)
         if screen and cost_index:
             # Costs predicted from the records chose the most promising; their exact costs
             # (a build and a count each) decide among those.
@@ -291,58 +318,77 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     def _predict(
         self,
         arch: _Encoding,
-        x: np.ndarray,
+        observed: tuple[np.ndarray, np.ndarray | None],
         y: np.ndarray,
-        candidates: np.ndarray,
+        candidates: tuple[np.ndarray, np.ndarray | None],
         *,
         adaptive: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation of the loss of ``candidates``.
+        """Posterior mean and standard deviation of the loss of ``candidates``; each of
+        ``observed`` and ``candidates`` is (choice rows, cost inputs or None).
 
-        ``adaptive`` (one objective): one length scale per choice fitted by marginal
-        likelihood, and the known log-costs as inputs. Otherwise (a Pareto front) every
-        choice gets ``length_scale``: on NAS-Bench-201 the front's hypervolume was 0.946
-        without fitted scales and cost inputs (20 seeds), 0.926 with them (and a key),
-        while they raised the single-objective result.
+        ``adaptive`` (one objective): one length scale per choice and cost input, fitted
+        by marginal likelihood. Otherwise (a Pareto front) every choice gets
+        ``length_scale``: on NAS-Bench-201 the front's hypervolume was 0.946 without fitted
+        scales and cost inputs (20 seeds), 0.926 with them (and a key), while they raised
+        the single-objective result.
         """
         from scipy.linalg import cho_solve, solve_triangular
 
-        x, y = _kept(x, y)
         mu, sd = y.mean(), y.std() + 1e-9
         z = (y - mu) / sd
-        inputs, candidate_inputs = (x, None), (candidates, None)
-        if self.costs is not None and self.n_exact is None and adaptive:
-            known = np.log1p(np.abs([list(self._known_costs(arch, r).values()) for r in x]))
-            unknown = [list(self._known_costs(arch, r).values()) for r in candidates]
-            centre, scale = known.mean(0), known.std(0) + 1e-9
-            inputs = (x, (known - centre) / scale)
-            candidate_inputs = (candidates, (np.log1p(np.abs(unknown)) - centre) / scale)
-        distances = _distances(inputs, inputs)
         if adaptive:
-            theta = self._hyperparameters(distances, z)
+            theta = self._hyperparameters(observed, z)
         else:
-            theta = np.append(np.full(distances.shape[2], -np.log(self.length_scale)), _LOG_NOISE)
+            inputs = observed[0].shape[1] + (0 if observed[1] is None else observed[1].shape[1])
+            theta = np.append(np.full(inputs, -np.log(self.length_scale)), _LOG_NOISE)
         weights, noise = np.exp(theta[:-1]), np.exp(theta[-1])
-        k = np.exp(-(distances @ weights)) + (noise + 1e-6) * np.eye(len(z))
+        k = np.exp(-_weighted_distances(observed, observed, weights, arch.sizes))
+        k += (noise + 1e-6) * np.eye(len(z))
         chol = np.linalg.cholesky(k)
-        kc = np.exp(-_weighted_distances(candidate_inputs, inputs, weights, arch.sizes))
+        kc = np.exp(-_weighted_distances(candidates, observed, weights, arch.sizes))
         alpha = cho_solve((chol, True), z)
         v = solve_triangular(chol, kc.T, lower=True)
         var = np.clip(1.0 - (v * v).sum(0), 1e-9, None)
         return mu + sd * (kc @ alpha), sd * np.sqrt(var)
 
-    def _hyperparameters(self, distances: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def _cost_inputs(
+        self, study: optuna.Study, arch: _Encoding, observed: np.ndarray, candidates: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The standardized log-costs of ``observed`` and ``candidates``, inputs of the
+        one-objective model: from ``costs`` (unless it is slow, ``n_exact``), else the
+        ``cost_attrs`` the study's trials recorded, predicted for untrained candidates by
+        a ridge regression of them; (None, None) when neither is there."""
+        if self.costs is not None:
+            if self.n_exact is not None:
+                return None, None
+            known = [list(self._known_costs(arch, r).values()) for r in observed]
+            unknown = [list(self._known_costs(arch, r).values()) for r in candidates]
+        else:
+            recorded = _recorded_costs(study, arch, list(self.cost_attrs), observed, candidates)
+            if recorded is None:
+                return None, None
+            known, unknown = recorded
+        logs, candidate_logs = np.log1p(np.abs(known)), np.log1p(np.abs(unknown))
+        centre, scale = logs.mean(0), logs.std(0) + 1e-9
+        return (logs - centre) / scale, (candidate_logs - centre) / scale
+
+    def _hyperparameters(
+        self, observed: tuple[np.ndarray, np.ndarray | None], z: np.ndarray
+    ) -> np.ndarray:
         """Log weight per input (inverse length scale) and log noise, by maximum marginal
         likelihood; refitted while the study is small, then each time it grew by a tenth
         (a fit costs a Cholesky factorization many times over, a prediction once)."""
         from scipy.optimize import minimize
 
-        n, dims = len(z), distances.shape[2]
+        n = len(z)
+        dims = observed[0].shape[1] + (0 if observed[1] is None else observed[1].shape[1])
         previous = self._theta
         if previous is not None and len(previous) != dims + 1:
             previous = None
         if previous is not None and n < self._fitted_at * 1.1:
             return previous
+        distances = _distances(observed, observed)
         prior = np.full(dims, -np.log(self.length_scale))
         start = previous if previous is not None else np.append(prior, np.log(1e-2))
         result = minimize(
@@ -409,6 +455,37 @@ def _ridge(
     gram = features.T @ features + 1e-3 * np.eye(features.shape[1])
     predicted = wanted @ np.linalg.solve(gram, features.T @ (y - centre)) + centre
     return np.sign(predicted) * np.expm1(np.abs(predicted))
+
+
+def _recorded_costs(
+    study: optuna.Study,
+    arch: _Encoding,
+    names: list[str],
+    observed: np.ndarray,
+    candidates: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The costs ``names`` of ``observed`` (as recorded, where a trial recorded them) and
+    of ``candidates`` (by ridge regression of the recorded ones); None if none recorded."""
+    rows, values = [], []
+    for trial in study.get_trials(deepcopy=False) if names else ():
+        recorded = _recorded(trial, study, names)
+        if recorded is not None and arch.covers(trial.params):
+            rows.append(trial.params)
+            values.append(recorded)
+    if not rows:
+        return None
+    x, y = arch.encode(rows), np.array(values)
+    predicted = _ridge(x, y, np.concatenate([observed, candidates]), arch.sizes)
+    held = {row.tobytes(): value for row, value in zip(x, y, strict=True)}
+    pairs = zip(observed, predicted[: len(observed)], strict=True)
+    known = np.array([held.get(row.tobytes(), guess) for row, guess in pairs])
+    return known.reshape(len(observed), len(names)), predicted[len(observed) :]
+
+
+def _far(candidates: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """The candidates :data:`FAR` or more choices away from ``best`` (all, if none is)."""
+    far = (candidates != best).sum(1) >= FAR
+    return candidates[far] if far.any() else candidates
 
 
 def _feasible(study: optuna.Study, arch: _Encoding, candidates: np.ndarray) -> np.ndarray:
@@ -559,9 +636,13 @@ def _bar(costs: np.ndarray, trained_costs: np.ndarray, loss: np.ndarray) -> np.n
     return np.where(cheaper, loss[None, :], worst).min(1)
 
 
-def _expected_improvement(bar: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def _expected_improvement(
+    bar: np.ndarray, mean: np.ndarray, std: np.ndarray, margin: float = 0.0
+) -> np.ndarray:
+    """Expected improvement on ``bar`` by more than ``margin`` posterior deviations."""
     from scipy.special import ndtr
 
+    bar = bar - margin * std
     z = (bar - mean) / std
     return (bar - mean) * ndtr(z) + std * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
 
