@@ -9,12 +9,14 @@ objective is rebuilt from the definition recorded with the study
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import optuna
 
@@ -93,7 +95,10 @@ def run_workers(
     shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
     processes = [_start(storage, study_name, share, timeout) for share in shares if share != 0]
     try:
-        _wait(processes, storage, study_name, n_trials, show_progress_bar)
+        with _ctrl_c_as_a_flag() as interrupted:
+            _wait(processes, storage, study_name, n_trials, show_progress_bar, interrupted)
+        if interrupted:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         _interrupt(processes)
         raise
@@ -137,27 +142,41 @@ def _wait(
     study_name: str,
     n_trials: int | None,
     show_progress_bar: bool,
+    interrupted: list[int],
 ) -> None:
-    bar = None
+    """Until every worker ended or ``interrupted`` holds a signal."""
+    bar, study = None, None
     if show_progress_bar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_trials, unit="trial")
+        from optnas.storage import open_study
+
+        bar, study = tqdm(total=n_trials, unit="trial"), open_study(study_name, storage)
     try:
-        while any(p.poll() is None for p in processes):
+        while not interrupted and any(p.poll() is None for p in processes):
             time.sleep(0.5)
-            if bar is not None:
-                bar.update(_finished(storage, study_name) - bar.n)
+            if bar is not None and study is not None:
+                finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+                bar.update(finished - bar.n)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _finished(storage: str, study_name: str) -> int:
-    from optnas.storage import open_study
-
-    study = open_study(study_name, storage)
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+@contextlib.contextmanager
+def _ctrl_c_as_a_flag() -> Iterator[list[int]]:
+    """Within: SIGINT appends to the list it yields instead of raising KeyboardInterrupt
+    wherever the main thread happens to be (inside a finalizer of the storage's
+    connections it would be printed and ignored, and the workers never told)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -149,13 +149,20 @@ def test_a_killed_worker_s_trial_fails_and_is_retried_while_the_others_go_on(in_
     assert not [t for t in trials if t.state == State.RUNNING]
 
 
+def _default_ctrl_c() -> None:
+    """SIGINT as a terminal delivers it: a runner that started the tests in the background
+    of a shell has SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
     url = f"sqlite:///{in_tmp}/c.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
     argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
             "--data", "wine", "--objectives", "accuracy", "--epochs", "5", "--n-trials", "3",
             "--storage", url, "--study-name", "c"]  # fmt: skip
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_default_ctrl_c)  # fmt: skip
 
     def running():
         try:
@@ -197,7 +204,7 @@ def test_ctrl_c_at_the_terminal_records_every_worker_s_trial(in_tmp):
             "--data", "wine", "--objectives", "accuracy", "--epochs", "5", "--n-trials", "4",
             "--storage", url, "--study-name", "g", "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)  # fmt: skip
+                               start_new_session=True, preexec_fn=_default_ctrl_c)  # fmt: skip
 
     def both_training():
         try:
