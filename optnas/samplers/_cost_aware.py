@@ -431,17 +431,12 @@ def _learned_costs(
 ) -> np.ndarray:
     """Costs of untrained candidates, by ridge regression on one-hot choices of the costs
     the study recorded (values of completed trials, user attributes of the others)."""
-    rows, targets = [], []
-    for trial in study.get_trials(deepcopy=False):
-        values = _recorded(trial, study, names)
-        if values is not None and arch.covers(trial.params):
-            rows.append(trial.params)
-            targets.append(values)
-    if not rows:
+    learned = _recorded_costs(study, arch, names, candidates[:0], candidates)
+    if learned is None:
         raise ValueError(
             f"No trial recorded the costs {names}; pass costs=... to CostAwareSampler."
         )
-    return _ridge(arch.encode(rows), np.array(targets), candidates, arch.sizes)
+    return learned[1]
 
 
 def _ridge(
