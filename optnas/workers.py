@@ -166,8 +166,9 @@ def _wait(
 @contextlib.contextmanager
 def _ctrl_c_as_a_flag() -> Iterator[list[int]]:
     """Within: SIGINT appends to the list it yields instead of raising KeyboardInterrupt
-    wherever the main thread happens to be (inside a finalizer of the storage's
-    connections it would be printed and ignored, and the workers never told)."""
+    wherever the main thread happens to be: a KeyboardInterrupt raised inside a finalizer
+    (of a storage connection, say) is printed and dropped, and the workers would never be
+    told (a parent that exited 0 on Ctrl-C while its workers ran on was seen)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received

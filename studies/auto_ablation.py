@@ -19,8 +19,6 @@ import numpy as np
 import optuna
 
 from optnas.bench import nb201
-from optnas.samplers import create
-from optnas.spaces._nb201 import canonical
 
 VARIANTS = {
     "auto": {},
@@ -42,8 +40,7 @@ def main() -> None:
     for label, options in VARIANTS.items():
         final, half = [], []
         for r in range(args.runs):
-            sampler = create({"name": "auto", **options}, directions=["maximize"],
-                             seed=args.seed + r, key=canonical)  # fmt: skip
+            sampler = nb201.create_sampler({"name": "auto", **options}, seed=args.seed + r)
             run = nb201.simulate(sampler, table)
             final.append(run.result)
             half.append(run.reported_at(nb201.BUDGET / 2))

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -271,15 +272,20 @@ def simulate(
     return Run(np.array(spent), np.array(reported), sampling)
 
 
-def create_sampler(name: str, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` exactly as :func:`optnas.search` makes it for a one-objective
-    search of the ``nb201`` space: given the space's canonical key (which cells are the
-    same network); the parameter counts it may use are those the trials record
-    (:func:`evaluate`), as in a search.
+def create_sampler(
+    name: str | Mapping[str, Any], *, seed: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` (a name, or a mapping of a name and its options, as
+    :func:`optnas.samplers.create` takes) exactly as :func:`optnas.search` makes it for a
+    one-objective search of the ``nb201`` space: given the space's canonical key (which
+    cells are the same network); the parameter counts it may use are those the trials
+    record (:func:`evaluate`), as in a search.
 
     Example:
         >>> type(create_sampler("evolution", seed=0)).__name__
         'RegularizedEvolutionSampler'
+        >>> create_sampler({"name": "auto", "margin": 0.0}, seed=0).margin
+        0.0
     """
     from optnas.samplers import create
 
