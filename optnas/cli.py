@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         "SQLite file, studies/NAME.artifacts)",
     )
     search.add_argument(
+        "--no-artifacts",
+        dest="artifacts",
+        action="store_const",
+        const=False,
+        help="keep no diagrams or weights, whatever the study file says",
+    )
+    search.add_argument(
         "--keep-weights",
         type=_whole_number,
         help="keep the weights of a trial among this many best when it ends (default: 5)",
@@ -172,8 +179,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     flag(
         "--download",
         key="data.download",
-        action="store_const",
-        const=True,
+        action=argparse.BooleanOptionalAction,
         help="download a torchvision dataset missing from --data-dir (needs network access)",
     )
     flag("--image-size", key="data.image_size", type=_positive_int,
@@ -205,11 +211,11 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     flag("--latency-batch-size", key="latency_batch_size", type=_positive_int,
          help="batch size at which latency (ms) is timed")  # fmt: skip
     flag(
-        "--no-dedup",
+        "--dedup",
         key="dedup",
-        action="store_const",
-        const=False,
-        help="train every candidate, even an architecture the study already trained",
+        action=argparse.BooleanOptionalAction,
+        help="train an architecture the study already trained once only (default); "
+        "--no-dedup: train every candidate",
     )
     flag("--batch-size", key="train.batch_size", type=_positive_int, help="training batch size")
     flag("--lr", key="train.lr", type=_positive_float, help="peak learning rate")
@@ -220,10 +226,12 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     flag(
         "--autotune",
         key="train.autotune",
-        action="store_const",
-        const=True,
+        action=argparse.BooleanOptionalAction,
         help="cuDNN autotuning in each child (pays for long children only)",
     )
+    flag("--precise-bn", key="train.precise_bn", type=_whole_number, metavar="N",
+         help="training samples re-estimating batch norm before each evaluation "
+              "(default 256; 0: running averages)")  # fmt: skip
     flag(
         "--devices",
         "--device",

@@ -50,6 +50,7 @@ The file format (TOML), every key optional unless marked::
     label_smoothing = 0.0
     augment = "auto"         # auto, none, crop, flip, crop+flip
     autotune = false
+    precise_bn = 256         # samples re-estimating batch norm before each evaluation
 
     [budgets]                # any of params, flops, macs, latency
     params = 50000
@@ -233,6 +234,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
             "one of 'auto', 'none', 'crop', 'flip', 'crop+flip'",
         ),
         "autotune": _Key(_of_type(bool), "true or false"),
+        "precise_bn": _Key(_whole(0), "a whole number ≥ 0"),
     },
     "budgets": {
         name: _Key(_POSITIVE, "a positive number")

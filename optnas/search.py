@@ -65,6 +65,7 @@ def search(
     label_smoothing: float = 0.0,
     augment: AugmentName = "auto",
     autotune: bool = False,
+    precise_bn: int = 256,
     sampler: SamplerName | str | Mapping[str, Any] | optuna.samplers.BaseSampler = "auto",
     pruner: PrunerName | str | Mapping[str, Any] | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,
@@ -120,6 +121,9 @@ def search(
             the dataset's default (``crop+flip`` for CIFAR, Fashion-MNIST and image folders,
             ``crop`` for MNIST, none for digits and features).
         autotune: cuDNN autotuning in each child (see :func:`optnas.train.fit`).
+        precise_bn: Training samples from which a child's batch-norm statistics are
+            re-estimated before each evaluation (0: keep the running averages, which lag
+            early in a short training; see :func:`optnas.train.fit`).
         sampler: A name of :data:`optnas.samplers.SAMPLERS` (resolved by
             :func:`optnas.samplers.create`; ``"auto"``: optnas's cost-aware Gaussian
             process, told which architectures are the same network by the space's key) or
@@ -219,8 +223,7 @@ def search(
     )
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise ValueError(f"workers must be a whole number, but got {workers!r}.")
-    if isinstance(keep_weights, bool) or not isinstance(keep_weights, int) or keep_weights < 0:
-        raise ValueError(f"keep_weights must be a whole number >= 0, but got {keep_weights!r}.")
+    _check_whole(keep_weights=keep_weights, precise_bn=precise_bn)
     _check_artifacts(artifacts)
     _check_choice("augment", augment, ("auto", *AUGMENTS))
     _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -294,6 +297,7 @@ def search(
         "label_smoothing": label_smoothing,
         "augment": dataset.augment if augment == "auto" else augment,
         "autotune": autotune,
+        "precise_bn": precise_bn,
     }
     if parallel:
         runner = DevicePool(device_list, slots, dataset.train, dataset.val)
@@ -618,6 +622,12 @@ def _check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
         if not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"Budget {key!r} must be a positive number, but got {value!r}.")
     return budgets
+
+
+def _check_whole(**values: Any) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a whole number >= 0, but got {value!r}.")
 
 
 def _check_positive(**values: float | None) -> None:

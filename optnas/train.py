@@ -73,6 +73,7 @@ def fit(
     augment: AugmentName = "none",
     autotune: bool = False,
     compile: bool = False,
+    precise_bn: int = 256,
     device: str | torch.device = "cpu",
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
@@ -98,6 +99,11 @@ def fit(
         compile: Train a ``torch.compile``-d model. It compiles per architecture, which
             costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
             so it is off by default.
+        precise_bn: Before each evaluation, batch norm's running statistics are estimated
+            afresh from this many training samples (forward passes in training mode, no
+            gradients; 0: keep the running averages). Early in a short training the running
+            averages lag the fast-moving weights so far that a network scoring 0.9 on batch
+            statistics scores chance on them, and a pruner would judge it on that.
         device: Where to train.
         seed: Seed of the batch order and the augmentation.
         on_epoch: Called as ``on_epoch(epoch, val_accuracy)`` after each epoch (from 0);
@@ -109,7 +115,8 @@ def fit(
 
     Raises:
         DivergedError: The training loss of an epoch is NaN or infinite.
-        ValueError: An unknown optimizer or augmentation, or augmentation of non-images.
+        ValueError: An unknown optimizer or augmentation, augmentation of non-images, or a
+            negative ``precise_bn``.
 
     Example:
         >>> import torch
@@ -123,6 +130,8 @@ def fit(
     x_train, y_train = to_device(train, device)
     x_val, y_val = to_device(val, device)
     _check_augment(augment, x_train)
+    if isinstance(precise_bn, bool) or not isinstance(precise_bn, int) or precise_bn < 0:
+        raise ValueError(f"precise_bn must be a whole number >= 0, but got {precise_bn!r}.")
     model = _prepare(model, device, image=x_train.dim() == 4)
     steps = _batches_per_epoch(len(x_train), batch_size)
     opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
@@ -150,6 +159,9 @@ def fit(
             if not math.isfinite(loss_sum.item()):
                 raise DivergedError(f"training loss is {loss_sum.item()} in epoch {epoch}")
             result.images += min(steps * batch_size, len(x_train))
+            _precise_batch_norm(
+                model, x_train[order[:precise_bn]], batch_size=max(batch_size, 512)
+            )
             result.accuracy = evaluate(model, (x_val, y_val))
             result.curve.append(result.accuracy)
             if on_epoch is not None:
@@ -177,6 +189,27 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
         for i in range(0, len(x), batch_size):
             correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()
     return correct.item() / max(len(x), 1)
+
+
+@torch.no_grad()
+def _precise_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int) -> None:
+    """Replace the running statistics of ``model``'s batch norms by their averages over the
+    batches of ``x`` (training mode, as in training; unchanged if ``x`` has under 2 samples)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in norms if m.track_running_stats]
+    if not norms or len(x) < 2:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # A cumulative average over the batches below.
+    model.train()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=_bf16(x.device)):
+        for i in range(0, len(x), batch_size):
+            if len(x) - i > 1:  # a batch of one has no variance
+                model(x[i : i + batch_size])
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
 
 
 def augment_batch(

@@ -46,6 +46,20 @@ def test_tabular_search_with_latency_picks_the_mlp_space(in_tmp, capsys):
     assert not any("duplicate_of" in t.user_attrs for t in study.trials)
 
 
+def test_precise_bn_flag_reaches_training_and_its_record(in_tmp, capsys):
+    scores = {}
+    for samples in ("0", "256"):
+        argv = ["search", "--objectives", "accuracy", "--n-trials", "1", "--epochs", "1",
+                "--seed", "0", "--study-name", samples, "--precise-bn", samples]  # fmt: skip
+        assert main(argv) == 0
+        url = f"sqlite:///studies/{samples}.db"
+        trial = optuna.load_study(study_name=samples, storage=url).trials[0]
+        assert trial.user_attrs["training"]["precise_bn"] == int(samples)
+        scores[samples] = trial.value
+    # The same network, initialization and batches: only the statistics it is scored on differ.
+    assert scores["256"] > scores["0"] + 0.2
+
+
 def test_same_study_name_twice_keeps_both_runs(in_tmp, capsys):
     for _ in range(2):
         assert (
@@ -99,7 +113,12 @@ def test_bad_values_exit_1_with_one_line(in_tmp, capsys, argv, message):
 
 @pytest.mark.parametrize(
     "argv",
-    [["search", "--n-trials", "0"], ["search", "--epochs", "x"], ["search", "--budget", "10"]],
+    [
+        ["search", "--n-trials", "0"],
+        ["search", "--epochs", "x"],
+        ["search", "--budget", "10"],
+        ["search", "--precise-bn", "-3"],
+    ],
 )
 def test_invalid_flag_values_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_:

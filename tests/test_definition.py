@@ -117,6 +117,18 @@ def test_flags_override_the_file(in_tmp, capsys):
     assert recorded["space"] == {"name": "mlp", "max_layers": 3}
 
 
+def test_flags_switch_off_what_the_file_switches_on(in_tmp):
+    text = GOOD + 'dedup = false\nartifacts = "kept"\n[train]\nautotune = true\n'
+    path = _write(in_tmp, text)
+    argv = ["search", str(path), "--epochs", "1", "--n-trials", "1", "--storage",
+            "sqlite:///t.db", "--dedup", "--no-artifacts", "--no-autotune"]  # fmt: skip
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="mlp-wine-accuracy", storage="sqlite:///t.db")
+    recorded = Definition.from_study(study)
+    assert recorded["dedup"] is True and recorded["train"]["autotune"] is False
+    assert recorded["artifacts"] is False and not (in_tmp / "kept").exists()
+
+
 def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp):
     kwargs = {"n_trials": 1, "epochs": 1, "study_name": "s", "storage": f"sqlite:///{in_tmp}/s.db"}
     optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs)

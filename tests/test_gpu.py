@@ -55,6 +55,20 @@ def test_trainer_on_cuda_augments_in_batches_with_sgd():
     assert result.images == 8 * len(ds.train[0])
 
 
+def test_batch_norm_statistics_on_cuda_are_re_estimated_in_bf16():
+    ds = load("digits")
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = []
+    for c_in, c_out in ((1, 32), (32, 32), (32, 32)):
+        layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out)]
+        layers.append(torch.nn.ReLU())
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)]
+    model = torch.nn.Sequential(*layers, *head)
+    result = fit(model, ds.train, ds.val, epochs=1, device="cuda")
+    assert result.accuracy > 0.5  # about 0.1 on the running averages after 9 steps
+    assert model[1].running_var.dtype == torch.float32 and model[1].momentum == 0.1
+
+
 def test_pool_on_cuda_trains_the_asked_count_in_parallel(tmp_path):
     study = optnas.search(
         tiny_space,

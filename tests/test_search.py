@@ -274,6 +274,7 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
         ({"budgets": {"energy": 3}}, "Unknown budget 'energy'; valid names: params, flops"),
         ({"budgets": {"params": -1}}, "Budget 'params' must be a positive number"),
         ({"n_trials": 0}, "n_trials must be positive"),
+        ({"precise_bn": -1}, "precise_bn must be a whole number >= 0, but got -1"),
         ({"devices": "tpu"}, "Unknown device 'tpu'"),
         ({"objectives": ("accuracy", "accuracy")}, "Each objective may appear once"),
         ({"data": "cifar"}, "Unknown dataset 'cifar'"),

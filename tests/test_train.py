@@ -21,6 +21,38 @@ def test_training_learns_digits():
     assert result.seconds > 0
 
 
+def _bn_cnn() -> nn.Module:
+    layers: list[nn.Module] = []
+    for c_in, c_out in ((1, 32), (32, 32), (32, 32)):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def test_a_batch_norm_network_is_judged_fairly_after_one_epoch():
+    # Nine steps in, batch norm's running averages still describe the first weights: scored
+    # on them the network is at chance; on statistics re-estimated from training data, not.
+    ds = load("digits")
+    scores = {}
+    for precise_bn in (0, 256):
+        torch.manual_seed(0)
+        scores[precise_bn] = fit(
+            _bn_cnn(), ds.train, ds.val, epochs=1, lr=1e-2, precise_bn=precise_bn
+        ).accuracy
+    assert scores[256] > 0.5
+    assert scores[256] > scores[0] + 0.2
+
+
+def test_precise_batch_norm_statistics_are_those_of_the_training_samples():
+    x, y = torch.randn(64, 4) * 3 + 5, torch.randint(0, 2, (64,))
+    linear, norm = nn.Linear(4, 3), nn.BatchNorm1d(3)
+    fit(nn.Sequential(linear, norm), (x, y), (x, y), epochs=1, batch_size=16, precise_bn=64)
+    with torch.no_grad():
+        features = linear(x)
+    torch.testing.assert_close(norm.running_mean, features.mean(0))
+    torch.testing.assert_close(norm.running_var, features.var(0), rtol=0.1, atol=0.0)
+    assert norm.momentum == 0.1  # training goes on with running averages
+
+
 def test_seeded_training_is_reproducible_on_cpu():
     ds = load("digits")
     curves = []
