@@ -230,8 +230,8 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
         help="cuDNN autotuning in each child (pays for long children only)",
     )
     flag("--precise-bn", key="train.precise_bn", type=_whole_number, metavar="N",
-         help="training samples re-estimating batch norm before each evaluation "
-              "(default 256; 0: running averages)")  # fmt: skip
+         help="score children on batch norm's statistics over the epoch's last N "
+              "training samples (default 256; 0: running averages)")  # fmt: skip
     flag(
         "--devices",
         "--device",

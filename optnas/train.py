@@ -99,11 +99,15 @@ def fit(
         compile: Train a ``torch.compile``-d model. It compiles per architecture, which
             costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
             so it is off by default.
-        precise_bn: Before each evaluation, batch norm's running statistics are estimated
-            afresh from this many training samples (forward passes in training mode, no
-            gradients; 0: keep the running averages). Early in a short training the running
-            averages lag the fast-moving weights so far that a network scoring 0.9 on batch
-            statistics scores chance on them, and a pruner would judge it on that.
+        precise_bn: Evaluate on batch norm's statistics averaged over the last
+            ``ceil(precise_bn / batch_size)`` training batches of the epoch, equally weighted,
+            instead of its running averages (0: the running averages). Early in a short
+            training the running averages still hold their initial values and lag the
+            fast-moving weights, so far that a network scoring 0.9 on batch statistics scores
+            chance on them, and a pruner would judge it on that. The averages are taken as
+            those batches train, at no extra cost (with ``compile``, by an extra forward pass
+            over as many training samples, which a compiled model would otherwise recompile
+            for).
         device: Where to train.
         seed: Seed of the batch order and the augmentation.
         on_epoch: Called as ``on_epoch(epoch, val_accuracy)`` after each epoch (from 0);
@@ -137,6 +141,9 @@ def fit(
     opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
     schedule = _one_cycle(opt, lr=lr, total_steps=epochs * steps)
     step_fn = torch.compile(model) if compile else model
+    norms = _batch_norms(model)
+    # From this step of each epoch batch norm averages its batches equally.
+    tail = steps - math.ceil(precise_bn / batch_size) if norms and not compile else steps
     generator = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(accuracy=0.0)
     with _cudnn_autotuning(device.type == "cuda" and autotune):
@@ -145,6 +152,8 @@ def fit(
             order = torch.randperm(len(x_train), device=device, generator=generator)
             loss_sum = torch.zeros((), device=device)
             for step in range(steps):
+                if step == max(tail, 0) and precise_bn:
+                    momenta = _restart_averages(norms)
                 idx = order[step * batch_size : (step + 1) * batch_size]
                 x = augment_batch(x_train[idx], augment, generator=generator)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(device)):
@@ -156,12 +165,13 @@ def fit(
                 opt.step()
                 schedule.step()
                 loss_sum += loss.detach()
+            if tail < steps:
+                _set_momenta(norms, momenta)
             if not math.isfinite(loss_sum.item()):
                 raise DivergedError(f"training loss is {loss_sum.item()} in epoch {epoch}")
             result.images += min(steps * batch_size, len(x_train))
-            _precise_batch_norm(
-                model, x_train[order[:precise_bn]], batch_size=max(batch_size, 512)
-            )
+            if tail >= steps and precise_bn and norms:
+                _precise_batch_norm(model, norms, x_train[order[:precise_bn]], batch_size)
             result.accuracy = evaluate(model, (x_val, y_val))
             result.curve.append(result.accuracy)
             if on_epoch is not None:
@@ -191,25 +201,43 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
     return correct.item() / max(len(x), 1)
 
 
-@torch.no_grad()
-def _precise_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int) -> None:
-    """Replace the running statistics of ``model``'s batch norms by their averages over the
-    batches of ``x`` (training mode, as in training; unchanged if ``x`` has under 2 samples)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    norms = [m for m in norms if m.track_running_stats]
-    if not norms or len(x) < 2:
-        return
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
+def _restart_averages(norms: list[nn.modules.batchnorm._BatchNorm]) -> list[float | None]:
+    """Reset the running statistics of ``norms`` to an equal-weight average of the batches
+    from now on; return their momenta."""
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # A cumulative average over the batches below.
+    _set_momenta(norms, [None] * len(norms))  # None: a cumulative average
+    return momenta
+
+
+def _set_momenta(norms: list[nn.modules.batchnorm._BatchNorm], momenta: list) -> None:
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+
+
+@torch.no_grad()
+def _precise_batch_norm(
+    model: nn.Module, norms: list[nn.modules.batchnorm._BatchNorm], x: torch.Tensor,
+    batch_size: int,
+) -> None:  # fmt: skip
+    """The statistics of ``norms`` averaged over the batches of ``x``, by forward passes in
+    training mode."""
+    momenta = _restart_averages(norms)
     model.train()
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=_bf16(x.device)):
         for i in range(0, len(x), batch_size):
             if len(x) - i > 1:  # a batch of one has no variance
                 model(x[i : i + batch_size])
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+    _set_momenta(norms, momenta)
 
 
 def augment_batch(

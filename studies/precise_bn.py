@@ -1,5 +1,6 @@
-"""Benchmark: children scored on re-estimated batch-norm statistics (``precise_bn``, default
-256 samples) against their running averages (``precise_bn=0``), in one process, side by side.
+"""Benchmark: children scored on batch-norm statistics averaged over the epoch's last training
+samples (``precise_bn``, default 256) against the running averages (``precise_bn=0``), in one
+process, side by side.
 
 (1) Fidelity: ``--archs`` random convnet architectures on digits, each trained twice for
     ``--epochs`` epochs from the same initialization in the same batch order, once per
@@ -7,7 +8,7 @@
     Prints, per setting, the mean validation accuracy after epochs 1, 2, 3 and the last, the
     Spearman rank correlation between each early epoch's accuracies and the last one's (how
     well a pruner that stops children early can tell the good ones), and the total training
-    time (what re-estimating costs).
+    time (what the averaging costs).
 (2) Search: ``optnas.search`` on digits, one objective (accuracy), convnet, ``--trials``
     trials of ``--epochs`` epochs, the median pruner, seeds ``--seeds``, once per setting.
     Prints the best validation accuracy, the epochs trained and the wall time of each.
