@@ -137,6 +137,11 @@ class _Key:
     argument: str | None = None  # search()'s argument name, where it differs
 
 
+TRAINED_BEFORE = {"precise_bn": 0}
+"""``[train]`` keys added after studies began to record their definitions and trials their
+``training`` recipes, with the value those that lack the key were trained with."""
+
+
 def _whole(minimum: int | None) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -303,7 +308,9 @@ class Definition:
                 f"Study {study.study_name!r} holds no optnas definition (user attr "
                 f"{DEFINITION_ATTR!r}); it was not created by optnas.search."
             )
-        return cls(json.loads(recorded), f"study {study.study_name!r}")
+        values = json.loads(recorded)
+        values["train"] = {**TRAINED_BEFORE, **values.get("train", {})}
+        return cls(values, f"study {study.study_name!r}")
 
     def replace(self, changes: Mapping[str, Any], *, source: str | None = None) -> Definition:
         """A copy with ``changes`` applied: dotted keys (``"train.epochs"``) to values;

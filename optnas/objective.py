@@ -37,10 +37,11 @@ import torch
 from optnas import artifacts, spaces
 from optnas.cost import measure
 from optnas.data import Dataset, DataSpec
+from optnas.definition import TRAINED_BEFORE
 from optnas.pool import LocalRunner, Runner, Slot
 from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "recipe_of"]
 
 
 class Objective:
@@ -201,7 +202,7 @@ class Objective:
             attrs = other.user_attrs
             if (
                 attrs.get("arch_key") == key
-                and attrs.get("training") == self.training
+                and recipe_of(other) == self.training
                 and "duplicate_of" not in attrs
                 and attrs.get("val_curve")  # trained, not skipped over budget
             ):
@@ -318,6 +319,20 @@ def costs_before_training(
             return {}
 
     return costs
+
+
+def recipe_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The training recipe recorded with ``trial`` (None if none), with the keys added since
+    filled in as trials recorded without them were trained (``precise_bn`` 0).
+
+    Example:
+        >>> import optuna
+        >>> trial = optuna.trial.create_trial(value=0.9, user_attrs={"training": {"epochs": 3}})
+        >>> recipe_of(trial)
+        {'precise_bn': 0, 'epochs': 3}
+    """
+    recorded = trial.user_attrs.get("training")
+    return None if recorded is None else {**TRAINED_BEFORE, **recorded}
 
 
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:

@@ -126,7 +126,9 @@ def retrain(
 
 
 def _recipe(trial: optuna.trial.FrozenTrial, epochs: int | None) -> dict[str, Any]:
-    recipe = dict(trial.user_attrs.get("training") or {})
+    from optnas.objective import recipe_of
+
+    recipe = recipe_of(trial) or {}
     if epochs is not None:
         recipe["epochs"] = epochs
     recipe.setdefault("epochs", 10)

@@ -99,15 +99,16 @@ def fit(
         compile: Train a ``torch.compile``-d model. It compiles per architecture, which
             costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
             so it is off by default.
-        precise_bn: Evaluate on batch norm's statistics averaged over the last
-            ``ceil(precise_bn / batch_size)`` training batches of the epoch, equally weighted,
+        precise_bn: Evaluate on batch norm's statistics over the epoch's last batches
+            holding at least ``precise_bn`` training samples, weighted by sample count,
             instead of its running averages (0: the running averages). Early in a short
             training the running averages still hold their initial values and lag the
-            fast-moving weights, so far that a network scoring 0.9 on batch statistics scores
-            chance on them, and a pruner would judge it on that. The averages are taken as
-            those batches train, at no extra cost (with ``compile``, by an extra forward pass
-            over as many training samples, which a compiled model would otherwise recompile
-            for).
+            fast-moving weights, so far that a network scoring 0.9 on batch statistics
+            scores chance on them, and a pruner would judge it on that. The statistics are
+            gathered as those batches train, at no extra cost; with ``compile``, by forward
+            passes over ``precise_bn`` training samples after the epoch, unaugmented, since
+            changing the averaging mid-epoch would make a compiled model recompile (pass
+            ``compile=True`` rather than a model compiled beforehand, for that reason).
         device: Where to train.
         seed: Seed of the batch order and the augmentation.
         on_epoch: Called as ``on_epoch(epoch, val_accuracy)`` after each epoch (from 0);
@@ -141,9 +142,8 @@ def fit(
     opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
     schedule = _one_cycle(opt, lr=lr, total_steps=epochs * steps)
     step_fn = torch.compile(model) if compile else model
-    norms = _batch_norms(model)
-    # From this step of each epoch batch norm averages its batches equally.
-    tail = steps - math.ceil(precise_bn / batch_size) if norms and not compile else steps
+    sizes = [min(batch_size, len(x_train) - s * batch_size) for s in range(steps)]
+    statistics = _LastSamples(model, precise_bn, sizes, in_training=not compile)
     generator = torch.Generator(device=device).manual_seed(seed)
     result = TrainResult(accuracy=0.0)
     with _cudnn_autotuning(device.type == "cuda" and autotune):
@@ -151,27 +151,24 @@ def fit(
             model.train()
             order = torch.randperm(len(x_train), device=device, generator=generator)
             loss_sum = torch.zeros((), device=device)
-            for step in range(steps):
-                if step == max(tail, 0) and precise_bn:
-                    momenta = _restart_averages(norms)
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                x = augment_batch(x_train[idx], augment, generator=generator)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16(device)):
-                    loss = F.cross_entropy(
-                        step_fn(x), y_train[idx], label_smoothing=label_smoothing
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                schedule.step()
-                loss_sum += loss.detach()
-            if tail < steps:
-                _set_momenta(norms, momenta)
+            with statistics.epoch():
+                for step in range(steps):
+                    statistics.before_step(step)
+                    idx = order[step * batch_size : (step + 1) * batch_size]
+                    x = augment_batch(x_train[idx], augment, generator=generator)
+                    with torch.autocast(device.type, torch.bfloat16, enabled=_bf16(device)):
+                        loss = F.cross_entropy(
+                            step_fn(x), y_train[idx], label_smoothing=label_smoothing
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    schedule.step()
+                    loss_sum += loss.detach()
             if not math.isfinite(loss_sum.item()):
                 raise DivergedError(f"training loss is {loss_sum.item()} in epoch {epoch}")
             result.images += min(steps * batch_size, len(x_train))
-            if tail >= steps and precise_bn and norms:
-                _precise_batch_norm(model, norms, x_train[order[:precise_bn]], batch_size)
+            statistics.after_epoch(x_train, order, batch_size)
             result.accuracy = evaluate(model, (x_val, y_val))
             result.curve.append(result.accuracy)
             if on_epoch is not None:
@@ -201,43 +198,71 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 4096) -> float
     return correct.item() / max(len(x), 1)
 
 
-def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
+class _LastSamples:
+    """Batch norm's statistics over an epoch's last ``samples`` training samples, weighted
+    by sample count, in place of its running averages (0 samples: the running averages).
 
+    ``in_training``: gathered as the epoch's last batches (of ``sizes``) train, by setting
+    each batch's momentum to its share of the samples so far; else by forward passes over
+    ``samples`` training samples after the epoch. The momenta are restored either way.
+    """
 
-def _restart_averages(norms: list[nn.modules.batchnorm._BatchNorm]) -> list[float | None]:
-    """Reset the running statistics of ``norms`` to an equal-weight average of the batches
-    from now on; return their momenta."""
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-    _set_momenta(norms, [None] * len(norms))  # None: a cumulative average
-    return momenta
+    def __init__(
+        self, model: nn.Module, samples: int, sizes: list[int], *, in_training: bool
+    ) -> None:
+        self.model = model
+        self.norms = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
+        self.sizes = sizes
+        self.start = len(sizes)  # the first step of the last batches; none by default
+        if self.norms and samples and in_training:
+            total = 0
+            for self.start in reversed(range(len(sizes))):
+                total += sizes[self.start]
+                if total >= samples:
+                    break
+        self.after = bool(self.norms and samples and not in_training)
+        self.samples = max(samples, 2)
+        self.seen = 0
 
+    @contextlib.contextmanager
+    def epoch(self) -> Iterator[None]:
+        momenta = [m.momentum for m in self.norms]
+        self.seen = 0
+        try:
+            yield
+        finally:
+            for m, momentum in zip(self.norms, momenta, strict=True):
+                m.momentum = momentum
 
-def _set_momenta(norms: list[nn.modules.batchnorm._BatchNorm], momenta: list) -> None:
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+    def before_step(self, step: int) -> None:
+        if step >= self.start:
+            self._weigh(self.sizes[step])
 
+    def _weigh(self, size: int) -> None:
+        """The next batch of ``size`` samples weighs its share of the samples so far (all,
+        for the first)."""
+        self.seen += size
+        for m in self.norms:
+            m.momentum = size / self.seen
 
-@torch.no_grad()
-def _precise_batch_norm(
-    model: nn.Module, norms: list[nn.modules.batchnorm._BatchNorm], x: torch.Tensor,
-    batch_size: int,
-) -> None:  # fmt: skip
-    """The statistics of ``norms`` averaged over the batches of ``x``, by forward passes in
-    training mode."""
-    momenta = _restart_averages(norms)
-    model.train()
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=_bf16(x.device)):
-        for i in range(0, len(x), batch_size):
-            if len(x) - i > 1:  # a batch of one has no variance
-                model(x[i : i + batch_size])
-    _set_momenta(norms, momenta)
+    @torch.no_grad()
+    def after_epoch(self, x: torch.Tensor, order: torch.Tensor, batch_size: int) -> None:
+        """Unless gathered in training: forward passes over the first samples of ``order``,
+        unaugmented, with the epoch's final weights."""
+        if not self.after:
+            return
+        x = x[order[: self.samples]]
+        self.model.train()
+        with self.epoch(), torch.autocast(x.device.type, torch.bfloat16, enabled=_bf16(x.device)):
+            for i in range(0, len(x), batch_size):
+                batch = x[i : i + batch_size]
+                if len(batch) > 1:  # a batch of one has no variance
+                    self._weigh(len(batch))
+                    self.model(batch)
 
 
 def augment_batch(

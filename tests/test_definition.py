@@ -118,15 +118,50 @@ def test_flags_override_the_file(in_tmp, capsys):
 
 
 def test_flags_switch_off_what_the_file_switches_on(in_tmp):
-    text = GOOD + 'dedup = false\nartifacts = "kept"\n[train]\nautotune = true\n'
+    text = GOOD.replace('data = "wine"\n', "") + 'dedup = false\nartifacts = "kept"\n'
+    text += '[data]\nname = "wine"\ndownload = true\n[train]\nautotune = true\n'
     path = _write(in_tmp, text)
     argv = ["search", str(path), "--epochs", "1", "--n-trials", "1", "--storage",
-            "sqlite:///t.db", "--dedup", "--no-artifacts", "--no-autotune"]  # fmt: skip
+            "sqlite:///t.db", "--dedup", "--no-artifacts", "--no-autotune",
+            "--no-download"]  # fmt: skip
     assert main(argv) == 0
     study = optuna.load_study(study_name="mlp-wine-accuracy", storage="sqlite:///t.db")
     recorded = Definition.from_study(study)
     assert recorded["dedup"] is True and recorded["train"]["autotune"] is False
     assert recorded["artifacts"] is False and not (in_tmp / "kept").exists()
+    assert recorded["data"]["download"] is False
+
+
+def _as_recorded_before_precise_bn(url: str, source: str, name: str) -> optuna.Study:
+    """A copy of study ``source`` as optnas recorded it before ``precise_bn`` existed."""
+    old = optuna.load_study(study_name=source, storage=url)
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    definition = json.loads(old.user_attrs[DEFINITION_ATTR])
+    del definition["train"]["precise_bn"]
+    study.set_user_attr(DEFINITION_ATTR, json.dumps(definition))
+    for attr in ("optnas.spec",):
+        study.set_user_attr(attr, old.user_attrs[attr])
+    for trial in old.trials:
+        attrs = dict(trial.user_attrs)
+        attrs["training"] = {k: v for k, v in attrs["training"].items() if k != "precise_bn"}
+        study.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions=trial.distributions, value=trial.value,
+            user_attrs=attrs))  # fmt: skip
+    return study
+
+
+def test_a_study_recorded_before_precise_bn_resumes_as_it_was_trained(in_tmp):
+    url = f"sqlite:///{in_tmp}/old.db"
+    args = {"space": "mlp", "data": "wine", "n_trials": 1, "epochs": 1, "storage": url, "seed": 0}
+    first = optnas.search(**args, study_name="new")
+    study = _as_recorded_before_precise_bn(url, "new", "old")
+    # Its trials were scored on running averages: a worker joining it goes on so.
+    assert Definition.from_study(study).search_kwargs()["precise_bn"] == 0
+    with pytest.raises(optnas.StorageError, match=r"train\.precise_bn: 0 → 256"):
+        optnas.search(**args, study_name="old")
+    study.enqueue_trial(first.trials[0].params)
+    resumed = optnas.search(**args, study_name="old", precise_bn=0)
+    assert resumed.trials[1].user_attrs["duplicate_of"] == 0  # the same recipe: not retrained
 
 
 def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp):

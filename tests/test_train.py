@@ -44,19 +44,46 @@ def test_a_batch_norm_network_is_judged_fairly_after_one_epoch():
 
 @pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_precise_batch_norm_statistics_are_those_of_the_training_samples(compile):
-    x, y = torch.randn(64, 4) * 3 + 5, torch.randint(0, 2, (64,))
+    # 40 samples in batches of 16, 16 and 8: each sample counts once, whatever its batch.
+    x, y = torch.randn(40, 4) * 3 + 5, torch.randint(0, 2, (40,))
     means = {}
-    for precise_bn in (0, 64):
+    for precise_bn in (0, 40):
         model = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2))
         fit(model, (x, y), (x, y), epochs=1, batch_size=16, precise_bn=precise_bn,
             compile=compile)  # fmt: skip
         means[precise_bn] = model[0].running_mean
         assert model[0].momentum == 0.1  # training goes on with running averages
-    # 64 samples: every batch of the epoch, equally weighted; the running averages after 4
-    # steps still hold much of their initial zeros.
-    torch.testing.assert_close(means[64], x.mean(0))
+    torch.testing.assert_close(means[40], x.mean(0))
+    # The running averages after 3 steps still hold much of their initial zeros.
     assert not torch.allclose(means[0], x.mean(0), rtol=0.1)
     torch.testing.assert_close(model[0].running_var, x.var(0), rtol=0.2, atol=0.0)
+
+
+class _FailsInSecondStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.head, self.calls = nn.BatchNorm1d(4), nn.Linear(4, 2), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.head(self.norm(x))
+
+
+def test_an_interrupted_epoch_leaves_batch_norm_as_it_was():
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    model = _FailsInSecondStep()
+    with pytest.raises(RuntimeError, match="simulated"):
+        fit(model, (x, y), (x, y), epochs=1, batch_size=16, precise_bn=40)
+    assert model.norm.momentum == 0.1
+
+
+def test_lazy_batch_norm_trains_when_every_batch_is_averaged():
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    model = nn.Sequential(nn.LazyBatchNorm1d(), nn.Linear(4, 2))
+    result = fit(model, (x, y), (x, y), epochs=2, batch_size=16, precise_bn=1000)
+    assert len(result.curve) == 2 and model[0].momentum == 0.1
 
 
 def test_seeded_training_is_reproducible_on_cpu():
