@@ -231,7 +231,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     )
     flag("--precise-bn", key="train.precise_bn", type=_whole_number, metavar="N",
          help="score children on batch norm's statistics over the epoch's last N "
-              "training samples (default 256; 0: running averages)")  # fmt: skip
+              "training samples (default 128; 0: running averages)")  # fmt: skip
     flag(
         "--devices",
         "--device",

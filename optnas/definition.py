@@ -50,7 +50,7 @@ The file format (TOML), every key optional unless marked::
     label_smoothing = 0.0
     augment = "auto"         # auto, none, crop, flip, crop+flip
     autotune = false
-    precise_bn = 256         # batch norm scored on the epoch's last 256 samples; 0: EMA
+    precise_bn = 128         # batch norm scored on the epoch's last 128 samples; 0: EMA
 
     [budgets]                # any of params, flops, macs, latency
     params = 50000

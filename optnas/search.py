@@ -65,7 +65,7 @@ def search(
     label_smoothing: float = 0.0,
     augment: AugmentName = "auto",
     autotune: bool = False,
-    precise_bn: int = 256,
+    precise_bn: int = 128,
     sampler: SamplerName | str | Mapping[str, Any] | optuna.samplers.BaseSampler = "auto",
     pruner: PrunerName | str | Mapping[str, Any] | optuna.pruners.BasePruner = "auto",
     storage: str | optuna.storages.BaseStorage | None = None,

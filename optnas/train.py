@@ -73,7 +73,7 @@ def fit(
     augment: AugmentName = "none",
     autotune: bool = False,
     compile: bool = False,
-    precise_bn: int = 256,
+    precise_bn: int = 128,
     device: str | torch.device = "cpu",
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,

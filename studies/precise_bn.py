@@ -1,5 +1,5 @@
 """Benchmark: children scored on batch-norm statistics averaged over the epoch's last training
-samples (``precise_bn``, default 256) against the running averages (``precise_bn=0``), in one
+samples (``precise_bn``, default 128) against the running averages (``precise_bn=0``), in one
 process, side by side.
 
 (1) Fidelity: ``--archs`` random convnet architectures on digits, each trained twice for
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--trials", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=DEFAULT, help="precise_bn (256)")
+    parser.add_argument("--samples", type=int, default=DEFAULT, help="precise_bn (128)")
     args = parser.parse_args()
     settings = (args.samples, 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -48,7 +48,7 @@ def test_tabular_search_with_latency_picks_the_mlp_space(in_tmp, capsys):
 
 def test_precise_bn_flag_reaches_training_and_its_record(in_tmp, capsys):
     scores = {}
-    for samples in ("0", "256"):
+    for samples in ("0", "128"):
         argv = ["search", "--objectives", "accuracy", "--n-trials", "1", "--epochs", "1",
                 "--seed", "0", "--study-name", samples, "--precise-bn", samples]  # fmt: skip
         assert main(argv) == 0
@@ -57,7 +57,7 @@ def test_precise_bn_flag_reaches_training_and_its_record(in_tmp, capsys):
         assert trial.user_attrs["training"]["precise_bn"] == int(samples)
         scores[samples] = trial.value
     # The same network, initialization and batches: only the statistics it is scored on differ.
-    assert scores["256"] > scores["0"] + 0.2
+    assert scores["128"] > scores["0"] + 0.2
 
 
 def test_same_study_name_twice_keeps_both_runs(in_tmp, capsys):

@@ -157,7 +157,7 @@ def test_a_study_recorded_before_precise_bn_resumes_as_it_was_trained(in_tmp):
     study = _as_recorded_before_precise_bn(url, "new", "old")
     # Its trials were scored on running averages: a worker joining it goes on so.
     assert Definition.from_study(study).search_kwargs()["precise_bn"] == 0
-    with pytest.raises(optnas.StorageError, match=r"train\.precise_bn: 0 → 256"):
+    with pytest.raises(optnas.StorageError, match=r"train\.precise_bn: 0 → 128"):
         optnas.search(**args, study_name="old")
     study.enqueue_trial(first.trials[0].params)
     resumed = optnas.search(**args, study_name="old", precise_bn=0)
