@@ -121,10 +121,10 @@ def search(
             the dataset's default (``crop+flip`` for CIFAR, Fashion-MNIST and image folders,
             ``crop`` for MNIST, none for digits and features).
         autotune: cuDNN autotuning in each child (see :func:`optnas.train.fit`).
-        precise_bn: A child is scored on batch norm's statistics averaged over its last
-            ``precise_bn`` training samples of the epoch (whole batches, equally weighted)
-            instead of its running averages, which lag early in a short training (0: the
-            running averages; see :func:`optnas.train.fit`).
+        precise_bn: A child is scored on batch norm's statistics over the epoch's last
+            batches holding at least ``precise_bn`` training samples, weighted by sample
+            count, instead of its running averages, which lag early in a short training
+            (0: the running averages; see :func:`optnas.train.fit`).
         sampler: A name of :data:`optnas.samplers.SAMPLERS` (resolved by
             :func:`optnas.samplers.create`; ``"auto"``: optnas's cost-aware Gaussian
             process, told which architectures are the same network by the space's key) or
