@@ -9,8 +9,8 @@ Runs, side by side in one process and alternating, R times:
 (b) optnas: ``optnas.search`` with the same architecture-building function as its space,
     the same data splits, epochs, training recipe (AdamW, one-cycle, lr 1e-2, batch 128),
     sampler and pruner, with its default SQLite storage, cost measurement and per-trial
-    records; scored on the running batch-norm averages as (a) is (``precise_bn=0``; what
-    re-estimating them costs, ``studies/precise_bn.py`` measures).
+    records; scored on the running batch-norm averages as (a) is (``precise_bn=0``; the
+    default scoring, and what it costs, ``studies/precise_bn.py`` measures).
 
 Prints each run's wall times, the ratio optnas / plain and the best validation accuracies.
 

@@ -55,7 +55,7 @@ def test_trainer_on_cuda_augments_in_batches_with_sgd():
     assert result.images == 8 * len(ds.train[0])
 
 
-def test_batch_norm_statistics_on_cuda_are_re_estimated_in_bf16():
+def test_batch_norm_on_cuda_holds_the_last_batches_statistics_in_bf16():
     ds = load("digits")
     torch.manual_seed(0)
     layers: list[torch.nn.Module] = []

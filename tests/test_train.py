@@ -30,7 +30,7 @@ def _bn_cnn() -> nn.Module:
 
 def test_a_batch_norm_network_is_judged_fairly_after_one_epoch():
     # Nine steps in, batch norm's running averages still describe the first weights: scored
-    # on them the network is at chance; on statistics re-estimated from training data, not.
+    # on them the network is at chance; on the statistics of its last training batches, not.
     ds = load("digits")
     scores = {}
     for precise_bn in (0, 128):
