@@ -98,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_worker)
     worker.add_argument("--storage", required=True, help="the study's database URL")
     worker.add_argument("--study-name", "--study", required=True, help="the study to join")
-    worker.add_argument("--n-trials", type=_positive_int, help="trials this worker runs")
+    worker.add_argument(
+        "--n-trials",
+        type=_unlimited_or_positive_int,
+        help="trials this worker runs, or 'unlimited' (default: the study's)",
+    )
     worker.add_argument("--timeout", type=_positive_float, help="stop starting trials after S s")
     worker.add_argument(
         "--devices", "--device", help="devices of this worker (default: the study's)"
@@ -191,7 +195,8 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
         type=_names,
         help="comma-separated, from accuracy, params, flops, macs, latency",
     )
-    flag("--n-trials", key="n_trials", type=_positive_int, help="candidates to train")
+    flag("--n-trials", key="n_trials", type=_unlimited_or_positive_int,
+         help="candidates to train, or 'unlimited' (until --timeout or Ctrl-C)")  # fmt: skip
     flag("--timeout", key="timeout", type=_positive_float, help="stop starting trials after S s")
     flag("--epochs", key="train.epochs", type=_positive_int, help="epochs per child training")
     flag("--sampler", key="sampler", help=f"{', '.join(SAMPLER_NAMES)}, or a package path")
@@ -662,6 +667,10 @@ def _trial_number(text: str) -> int | str:
 
 def _auto_or_positive_int(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
+
+
+def _unlimited_or_positive_int(text: str) -> int | str:
+    return "unlimited" if text == "unlimited" else _positive_int(text)
 
 
 def _positive_float(text: str) -> float:

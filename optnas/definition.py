@@ -14,7 +14,7 @@ The file format (TOML), every key optional unless marked::
 
     # What this study is for, and roughly how long it takes where.
     objectives = ["accuracy", "params"]   # required: accuracy, params, flops, macs, latency
-    n_trials = 25                          # candidates to train (default 20)
+    n_trials = 25                          # candidates to train (default 20), or "unlimited"
     timeout = 600.0                        # seconds; stop starting trials after it
     seed = 0                               # also sampler_seed: the sampler's alone
     study_name = "my-study"                # default: derived from space, data, objectives
@@ -91,7 +91,7 @@ else:  # pragma: no cover - Python 3.10
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DEFINITION_ATTR", "DEFAULT_FILE", "Definition", "DefinitionError", "load"]
+__all__ = ["DEFINITION_ATTR", "DEFAULT_FILE", "UNLIMITED", "Definition", "DefinitionError", "load"]
 
 DEFINITION_ATTR = "optnas.definition"
 """The study user attr holding a study's resolved definition (a JSON object)."""
@@ -118,6 +118,9 @@ RUN_KEYS = frozenset(
     }
 )
 NAMED = ("space", "sampler", "pruner")
+UNLIMITED = "unlimited"
+"""``n_trials`` without a limit (search's ``n_trials=None``): until ``timeout``, an
+interruption, or the space within budget looks exhausted."""
 
 
 class DefinitionError(ValueError):
@@ -184,6 +187,10 @@ def _auto_or_whole(value: Any) -> Any:
     return value if value == "auto" else _whole(1)(value)
 
 
+def _unlimited_or_whole(value: Any) -> Any:
+    return value if value == UNLIMITED else _whole(1)(value)
+
+
 def _objectives(value: Any) -> Any:
     from optnas.search import OBJECTIVES
 
@@ -203,7 +210,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
             "a list of distinct names among accuracy, params, flops, macs, latency",
             _REQUIRED,
         ),
-        "n_trials": _Key(_whole(1), "a whole number ≥ 1"),
+        "n_trials": _Key(_unlimited_or_whole, "a whole number ≥ 1 or 'unlimited'"),
         "timeout": _Key(_POSITIVE, "a positive number of seconds"),
         "seed": _Key(_whole(None), "a whole number"),
         "sampler_seed": _Key(_whole(None), "a whole number"),
@@ -338,6 +345,7 @@ class Definition:
         """Keyword arguments of :func:`optnas.search` that run this definition."""
         v = self.values
         kwargs: dict[str, Any] = {k: v[k] for k in SCHEMA[""]}
+        kwargs["n_trials"] = None if v["n_trials"] == UNLIMITED else v["n_trials"]
         kwargs |= {"space": _named_value(v["space"]), "sampler": _named_value(v["sampler"])}
         kwargs["pruner"] = _named_value(v["pruner"])
         kwargs["budgets"] = dict(v["budgets"])
@@ -459,6 +467,8 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
     raw["objectives"] = (
         [a["objectives"]] if isinstance(a["objectives"], str) else list(a["objectives"])
     )
+    if a["n_trials"] is None:
+        raw["n_trials"] = UNLIMITED
     if not isinstance(raw.get("storage"), str):
         raw.pop("storage", None)
     if not isinstance(raw.get("artifacts"), (str, os.PathLike, bool)):

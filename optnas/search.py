@@ -106,10 +106,12 @@ def search(
         objectives: Names among ``"accuracy"`` (maximized), ``"params"``, ``"flops"``,
             ``"macs"`` and ``"latency"`` (milliseconds; minimized), in the order of the
             study's values.
-        n_trials: Candidates to train in this call (added to any the study already has).
-            Candidates over budget or already trained are recorded as pruned trials but
-            not counted, since they cost no training; after 50 of them in a row the search
-            stops, the space within budget looking exhausted.
+        n_trials: Candidates to train in this call (added to any the study already has);
+            None: no limit (a study file's ``"unlimited"``), until ``timeout``, an
+            interruption, or the exhaustion below. Candidates over budget or already
+            trained are recorded as pruned trials but not counted, since they cost no
+            training; after 50 of them in a row the search stops, the space within budget
+            looking exhausted.
         timeout: Stop starting trials after this many seconds.
         epochs: Training epochs of each child.
         batch_size: Training batch size.

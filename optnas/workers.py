@@ -31,7 +31,7 @@ def work(
     storage: str,
     study_name: str,
     *,
-    n_trials: int | None = None,
+    n_trials: int | str | None = None,
     timeout: float | None = None,
     devices: str | Sequence[str] | None = None,
     trials_per_device: int | str | None = None,
@@ -40,11 +40,11 @@ def work(
     """Join the existing study ``study_name`` in ``storage`` and run its trials here.
 
     Everything else (space, data, objectives, budgets, training, sampler, pruner) comes
-    from the definition recorded with the study; ``n_trials`` and ``timeout`` (the
-    definition's when None) bound this worker alone. A seeded study's worker seeds its
-    sampler from the sampler's seed (else the seed) and its process id, so that workers do
-    not all propose the same candidates (a study shared by workers is not reproducible run
-    to run anyway).
+    from the definition recorded with the study; ``n_trials`` (or ``"unlimited"``) and
+    ``timeout`` (the definition's when None) bound this worker alone. A seeded study's
+    worker seeds its sampler from the sampler's seed (else the seed) and its process id,
+    so that workers do not all propose the same candidates (a study shared by workers is
+    not reproducible run to run anyway).
 
     Raises:
         StorageError: The storage cannot be opened or holds no such study.
@@ -124,8 +124,7 @@ def _start(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "optnas", "worker", "--storage", storage]
     command += ["--study-name", study_name, "--quiet"]
-    if n_trials is not None:
-        command += ["--n-trials", str(n_trials)]
+    command += ["--n-trials", "unlimited" if n_trials is None else str(n_trials)]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
     env = dict(os.environ)

@@ -115,6 +115,7 @@ def test_bad_values_exit_1_with_one_line(in_tmp, capsys, argv, message):
     "argv",
     [
         ["search", "--n-trials", "0"],
+        ["search", "--n-trials", "all"],
         ["search", "--epochs", "x"],
         ["search", "--budget", "10"],
         ["search", "--precise-bn", "-3"],
