@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_study_arguments(show)
     show.add_argument(
         "--definition", action="store_true", help="print the study's definition as a study file"
+    )
+    show.add_argument(
+        "--trial",
+        type=_trial_number,
+        help="print this trial's record (or 'best's): values, parameters, user attrs, and "
+        "where it failed",
     )
     _add_results(commands)
     _add_bench(commands)
@@ -467,7 +475,8 @@ def _search(args: argparse.Namespace) -> int:
     file = load(args.file or DEFAULT_FILE)
     overrides = _overrides(args)
     definition = file.replace(overrides, source=f"{file.source} with the flags given")
-    study = definition.search(fork=args.fork, show_progress_bar=True)
+    with _short_failures():
+        study = definition.search(fork=args.fork, show_progress_bar=True)
     print(summary(study, _storage_url(definition["storage"], study.study_name)))
     return 0
 
@@ -500,15 +509,16 @@ def _worker(args: argparse.Namespace) -> int:
     from optnas.workers import work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = work(
-        args.storage,
-        args.study_name,
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        devices=args.devices,
-        trials_per_device=args.trials_per_device,
-        show_progress_bar=not args.quiet,
-    )
+    with _short_failures():
+        study = work(
+            args.storage,
+            args.study_name,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            devices=args.devices,
+            trials_per_device=args.trials_per_device,
+            show_progress_bar=not args.quiet,
+        )
     if not args.quiet:
         print(summary(study, _storage_url(args.storage, study.study_name)))
     return 0
@@ -524,8 +534,48 @@ def _show(args: argparse.Namespace) -> int:
         print(f"# The definition of study {study.study_name!r}, as a study file.")
         print(Definition.from_study(study).to_toml(), end="")
         return 0
+    if args.trial is not None:
+        from optnas.export import trial_of
+
+        print(describe(study, trial_of(study, _resolve_trial(study, args.trial))))
+        return 0
     print(summary(study, _storage_url(args.storage, study.study_name)))
     return 0
+
+
+class _ShortFailures(logging.Filter):
+    """Optuna's warnings of failed trials, shortened: the first failure with its
+    traceback, later ones in one line each (each trial records its own traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traceback_shown = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if " failed with value " in message:  # Optuna's second line of every failure
+            return False
+        if not record.exc_info or " failed with parameters: " not in message:
+            return True
+        if not self.traceback_shown:
+            self.traceback_shown = True
+            return True
+        error = record.exc_info[1]
+        number = message.split(" failed", 1)[0]
+        record.msg = f"{number} failed: {type(error).__name__}: {error}"
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+@contextlib.contextmanager
+def _short_failures() -> Iterator[None]:
+    logger = logging.getLogger("optuna.study._optimize")
+    short = _ShortFailures()
+    logger.addFilter(short)
+    try:
+        yield
+    finally:
+        logger.removeFilter(short)
 
 
 def _default_name(args: argparse.Namespace) -> str:
@@ -578,6 +628,9 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
         lines += ["", f"{title}:", *_table(study, best)]
         if len(study.directions) > 1:
             lines += ["", _hypervolume_line(study)]
+    failed = [t for t in study.trials if t.state == state.FAIL]
+    if failed:
+        lines += ["", *_failure_lines(study, failed, storage_url)]
     if storage_url and not storage_url.endswith(":memory:"):
         # optuna-dashboard takes a journal file by its path.
         plain = storage_url.removeprefix("journal:").removeprefix("//")
@@ -587,6 +640,51 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
             f"           (with the study's diagrams and kept weights, where it has an artifact "
             f"store; plain: optuna-dashboard {plain})",
         ]
+    return "\n".join(lines)
+
+
+def _failure_lines(
+    study: optuna.Study, failed: list[optuna.trial.FrozenTrial], storage_url: str | None
+) -> list[str]:
+    """The last failures' reasons, and the command that prints a failed trial's traceback."""
+    shown = failed[-3:]
+    lines = [f"Failed trials{' (the last 3)' if len(failed) > 3 else ''}:"]
+    lines += [
+        f"  trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
+        for t in shown
+    ]
+    where = f" --storage {storage_url}" if storage_url else ""
+    command = f"optnas show{where} --study-name {study.study_name} --trial {shown[-1].number}"
+    return [*lines, f"A failed trial's record and traceback: {command}"]
+
+
+def describe(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """One trial's record: state, values, suggested parameters and user attrs, then, for a
+    failed trial, the traceback of its error.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(study_name="s")
+        >>> study.enqueue_trial({"x": 1})
+        >>> study.optimize(lambda t: t.suggest_int("x", 0, 3) / 4, n_trials=1)
+        >>> print(describe(study, study.trials[0]))
+        Trial 0 of study 's': complete
+          value: 0.2500
+          suggested: {'x': 1}
+    """
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    if len(study.directions) == 1 and not study.metric_names:
+        names = ["value"]
+    lines = [f"Trial {trial.number} of study {study.study_name!r}: {trial.state.name.lower()}"]
+    for name, value in zip(names, trial.values or [], strict=False):
+        lines.append(f"  {name}: {_fmt(value, name)}")
+    lines.append(f"  suggested: {trial.params}")
+    attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_traceback"}
+    if attrs:
+        lines.append("  user attrs:")
+        lines += [f"    {key}: {_fmt(value, key)}" for key, value in sorted(attrs.items())]
+    if "fail_traceback" in trial.user_attrs:
+        lines += ["", trial.user_attrs["fail_traceback"].rstrip()]
     return "\n".join(lines)
 
 
@@ -630,6 +728,8 @@ def _fmt(value: Any, name: str) -> str:
         return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+        return f"[{', '.join(f'{v:.4f}' for v in value)}]"
     return str(value)
 
 

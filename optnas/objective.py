@@ -15,6 +15,7 @@ Everything a trial learns goes into Optuna's storage as user attrs:
   ``duplicate_of``: the earlier trial of the same architecture (this one was pruned
   untrained);
 * ``fail_reason`` / ``pruned_reason``: why a trial failed or was pruned;
+  ``fail_traceback``: where it failed (the error's traceback, its last 8,000 characters);
 * ``worker``: ``host:pid`` of the process that ran it.
 
 With an artifact store, a trial also uploads the diagram of its network
@@ -28,6 +29,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -113,6 +115,7 @@ class Objective:
             raise
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            trial.set_user_attr("fail_traceback", _traceback_text(error))
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")
@@ -286,6 +289,16 @@ _BUILD_LOCK = threading.RLock()
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")
+
+
+def _traceback_text(error: BaseException) -> str:
+    """``error``'s traceback as Python prints it (from a pool's worker process where it
+    failed there), its last :data:`_TRACEBACK_CHARS` characters."""
+    text = getattr(error, "traceback_text", None) or "".join(traceback.format_exception(error))
+    return text[-_TRACEBACK_CHARS:]
+
+
+_TRACEBACK_CHARS = 8000
 
 
 def costs_before_training(

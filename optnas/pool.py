@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -429,7 +430,9 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
 
 
 def _detached(error: BaseException) -> BaseException:
-    """``error`` without tracebacks, which would keep the failed step's tensors alive."""
+    """``error`` without tracebacks, which would keep the failed step's tensors alive;
+    their text goes along as ``error.traceback_text`` (the trial's ``fail_traceback``)."""
+    error.traceback_text = "".join(traceback.format_exception(error))  # type: ignore[attr-defined]
     seen = error
     while seen is not None:
         seen.__traceback__ = None
@@ -448,4 +451,6 @@ def _send_error(conn: Any, error: BaseException) -> None:
     try:
         conn.send(("error", error))
     except Exception:  # The exception itself does not pickle: send its text.
-        conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+        text = RuntimeError(f"{type(error).__name__}: {error}")
+        text.traceback_text = getattr(error, "traceback_text", None)  # type: ignore[attr-defined]
+        conn.send(("error", text))

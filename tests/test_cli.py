@@ -5,6 +5,7 @@ import sys
 
 import optuna
 import pytest
+from conftest import enqueued_study
 
 from optnas.cli import main
 
@@ -199,3 +200,23 @@ def test_search_keep_weights_flag(in_tmp):
     metas = [optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
              for t in study.trials]  # fmt: skip
     assert all([m.filename for m in ms] == ["architecture.svg"] for ms in metas)
+
+
+def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
+    url = enqueued_study(in_tmp, "f", [{"kind": k} for k in ("oom", "ok", "oom", "oom")])
+    argv = ["search", "--space", "conftest:failing_space", "--objectives", "accuracy",
+            "--storage", url, "--study-name", "f", "--n-trials", "4", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capfd.readouterr()
+    assert err.count("Traceback (most recent call last)") == 1  # the first failure's
+    assert "Trial 2 failed: OutOfMemoryError: CUDA out of memory" in err
+    assert "failed with value" not in err
+    assert "Failed trials:\n  trial 0: OutOfMemoryError" in out
+    show = f"optnas show --storage {url} --study-name f --trial 3"
+    assert f"A failed trial's record and traceback: {show}" in out
+    assert main(show.split()[1:]) == 0
+    shown = capfd.readouterr().out
+    assert shown.startswith("Trial 3 of study 'f': fail\n  suggested: {'kind': 'oom'}\n")
+    assert 'in forward\n    raise torch.OutOfMemoryError("CUDA out' in shown
+    assert main(["show", "--storage", url, "--trial", "best"]) == 0
+    assert "Trial 1 of study 'f': complete\n  accuracy: 0." in capfd.readouterr().out

@@ -59,6 +59,9 @@ def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
     (oom,) = by_kind["oom"]
     assert oom.state == optuna.trial.TrialState.FAIL
     assert oom.user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of memory")
+    # Where it failed, in the worker process: the network's forward, called by the trainer.
+    assert 'raise torch.OutOfMemoryError("CUDA out' in oom.user_attrs["fail_traceback"]
+    assert "in fit" in oom.user_attrs["fail_traceback"]
     (crash,) = by_kind["crash"]
     assert crash.state == optuna.trial.TrialState.FAIL
     assert "WorkerDiedError" in crash.user_attrs["fail_reason"]
