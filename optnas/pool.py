@@ -23,7 +23,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ __all__ = [
 
 Measurement = tuple[dict[str, int], tuple[int, ...], float]
 """``(counts, output_shape, latency_ms)`` of a network, see :meth:`Slot.measure`."""
+
+
+_T = TypeVar("_T")
 
 
 class WorkerDiedError(RuntimeError):
@@ -98,7 +101,20 @@ def default_trials_per_device(devices: Sequence[torch.device]) -> int:
     """
     if not devices or any(d.type != "cuda" for d in devices):
         return 1
-    return max(1, min(8, (os.cpu_count() or 1) // len(devices)))
+    return max(1, min(8, cpu_cores() // len(devices)))
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (a container's share, not the host's count).
+
+    Example:
+        >>> cpu_cores() >= 1
+        True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _measure_on(
@@ -156,17 +172,36 @@ class LocalRunner:
     def measure(
         self, model: nn.Module, input_shape: tuple[int, ...], latency_batch_size: int
     ) -> Measurement:
-        self._model, measurement = _measure_on(model, self.device, input_shape, latency_batch_size)
-        return measurement
+        def step() -> Measurement:
+            self._model, measurement = _measure_on(
+                model, self.device, input_shape, latency_batch_size
+            )
+            return measurement
+
+        return self._freeing(step)
 
     def fit(
         self, *, seed: int, on_epoch: Callable[[int, float], None], **kwargs: Any
     ) -> TrainResult:
         if self._model is None:
             raise RuntimeError("measure() a network before fit().")
-        return _seeded_fit(
-            self._model, self.train, self.val, self.device, seed, on_epoch=on_epoch, **kwargs
+        return self._freeing(
+            lambda: _seeded_fit(
+                self._model, self.train, self.val, self.device, seed, on_epoch=on_epoch, **kwargs
+            )
         )
+
+    def _freeing(self, step: Callable[[], _T]) -> _T:
+        """``step()``; when it raises (a failure, or the pruner's stop), the error goes on
+        without its traceback, whose frames would hold the network, its optimizer and the
+        last batch until the garbage collector ran (Optuna keeps the error in a cycle)."""
+        try:
+            return step()
+        except BaseException as error:
+            failure = _detached(error)
+        self._model = None
+        _release_memory(self.device)
+        raise failure
 
     def weights(self) -> bytes:
         if self._model is None:
@@ -222,7 +257,7 @@ class DevicePool:
             for d in map(torch.device, devices)
         ]
         self.size = len(devices) * trials_per_device
-        threads = max(1, (os.cpu_count() or 1) // self.size)
+        threads = max(1, cpu_cores() // self.size)
         splits = tuple(t.share_memory_() for t in (*train, *val))
         self._slots = [
             _WorkerSlot(device, threads, splits)
@@ -332,6 +367,9 @@ class _WorkerSlot:
         return self._unwrap(self._receive(), kind)
 
     def _unwrap(self, message: tuple[Any, ...], kind: str) -> Any:
+        if message[0] == "fatal":  # The worker exited after it: the next trial gets a new one.
+            self._restart()
+            raise message[1]
         if message[0] == "error":
             raise message[1]
         if message[0] != kind:
@@ -340,14 +378,22 @@ class _WorkerSlot:
 
     def _died(self) -> WorkerDiedError:
         """Restart the worker; the error for the trial it held."""
-        self._process.join(timeout=5)
-        code = self._process.exitcode
-        self._conn.close()
-        self._start()
+        code = self._restart()
         return WorkerDiedError(
             f"the worker process on {self.device} exited (code {code}) during the trial; "
             "it was restarted"
         )
+
+    def _restart(self) -> int | None:
+        """Start a new worker in place of the one that ended; the old one's exit code."""
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        code = self._process.exitcode
+        self._conn.close()
+        self._start()
+        return code
 
 
 def _context() -> Any:
@@ -380,7 +426,7 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
     """A worker's loop: measure and train the networks the parent sends, one at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
     torch.set_num_threads(threads)
-    model = None
+    model = trained = loaded = None
     try:
         device = torch.device(device_name)
         if device.type == "cuda":
@@ -405,8 +451,10 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
         try:
             if message[0] == "measure":
                 _, data, input_shape, batch_size = message
+                model = trained = None  # The last network goes before the next one comes.
                 loaded = torch.load(io.BytesIO(data), weights_only=False)
                 model, measurement = _measure_on(loaded, device, input_shape, batch_size)
+                loaded = None
                 conn.send(("ok", measurement))
             elif message[0] == "weights":  # of the network trained last
                 conn.send(("ok", state_bytes(model)))
@@ -419,14 +467,26 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
                 model, trained = trained, None
                 conn.send(("ok", result))
         except _Stopped:
+            trained = None
             conn.send(("stopped",))
         except Exception as error:
             failure = _detached(error)
         if failure is not None:
             # Outside the except block, so that nothing holds the failed step's tensors.
-            model = trained = None
+            model = trained = loaded = None
             _release_memory(device)
-            _send_error(conn, failure)
+            _send_error(conn, failure, fatal=_is_fatal(failure))
+            if _is_fatal(failure):
+                return  # The parent starts a new worker in its place.
+
+
+def _is_fatal(error: BaseException) -> bool:
+    """A CUDA error that leaves the process's CUDA context unusable (an illegal address,
+    a device-side assert): only a new process trains again. Out-of-memory is not one."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return False
+    accelerator = getattr(torch, "AcceleratorError", ())  # torch >= 2.8
+    return isinstance(error, accelerator) or "CUDA error: " in str(error)
 
 
 def _detached(error: BaseException) -> BaseException:
@@ -442,15 +502,16 @@ def _detached(error: BaseException) -> BaseException:
 
 def _release_memory(device: torch.device) -> None:
     # After an out-of-memory error the cached blocks would starve the other slots.
-    gc.collect()
     if device.type == "cuda":
+        gc.collect()
         torch.cuda.empty_cache()
 
 
-def _send_error(conn: Any, error: BaseException) -> None:
+def _send_error(conn: Any, error: BaseException, *, fatal: bool = False) -> None:
+    kind = "fatal" if fatal else "error"
     try:
-        conn.send(("error", error))
+        conn.send((kind, error))
     except Exception:  # The exception itself does not pickle: send its text.
         text = RuntimeError(f"{type(error).__name__}: {error}")
         text.traceback_text = getattr(error, "traceback_text", None)  # type: ignore[attr-defined]
-        conn.send(("error", text))
+        conn.send((kind, text))

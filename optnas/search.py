@@ -290,8 +290,10 @@ def search(
     if workers > 1:
         from optnas.workers import run_workers
 
+        # "auto" on the whole machine, shared out: each worker sees only its cores.
+        per_worker = max(1, slots // workers) if trials_per_device == "auto" else None
         run_workers(url, name, workers, n_trials=n_trials, timeout=timeout,
-                    show_progress_bar=show_progress_bar)  # fmt: skip
+                    trials_per_device=per_worker, show_progress_bar=show_progress_bar)  # fmt: skip
         return open_study(name, url)
     train_kwargs = {
         "batch_size": batch_size,

@@ -79,11 +79,16 @@ def run_workers(
     *,
     n_trials: int | None,
     timeout: float | None,
+    trials_per_device: int | None = None,
     show_progress_bar: bool = False,
 ) -> None:
     """Run ``workers`` processes of ``optnas worker`` on the study and wait for them.
 
-    ``n_trials`` are shared out among them. The workers see the modules this process
+    ``n_trials`` are shared out among them, and so are this machine's CPU cores: each
+    worker runs on its own share (where the system lets a process choose its cores), so
+    that its threads and its ``trials_per_device`` default (None: the study's) count those
+    alone and the workers together do not oversubscribe the machine. The workers see the
+    modules this process
     sees (its ``sys.path``), so a space given by import path resolves alike. A worker that
     dies does not stop the others: its running trial is retried once the storage's
     heartbeat finds it stale. On Ctrl-C every worker is interrupted and given
@@ -93,7 +98,12 @@ def run_workers(
         SearchError: Every worker failed (the first exit status is named).
     """
     shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
-    processes = [_start(storage, study_name, share, timeout) for share in shares if share != 0]
+    shares = [share for share in shares if share != 0]
+    processes = [
+        _start(storage, study_name, share, timeout, trials_per_device) for share in shares
+    ]
+    for index, process in enumerate(processes):
+        _pin(process, index, len(processes))
     try:
         with _ctrl_c_as_a_flag() as interrupted:
             _wait(processes, storage, study_name, n_trials, show_progress_bar, interrupted)
@@ -120,19 +130,37 @@ def _shares(n_trials: int, workers: int) -> list[int]:
 
 
 def _start(
-    storage: str, study_name: str, n_trials: int | None, timeout: float | None
+    storage: str,
+    study_name: str,
+    n_trials: int | None,
+    timeout: float | None,
+    trials_per_device: int | None,
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "optnas", "worker", "--storage", storage]
     command += ["--study-name", study_name, "--quiet"]
     command += ["--n-trials", "unlimited" if n_trials is None else str(n_trials)]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
+    if trials_per_device is not None:
+        command += ["--trials-per-device", str(trials_per_device)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
     # A session of its own: a terminal's Ctrl-C reaches this process alone, which passes
     # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
     # trials' ends and leave them RUNNING.
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def _pin(process: subprocess.Popen[bytes], index: int, workers: int) -> None:
+    """Run worker ``index`` of ``workers`` on its share of this process's cores (every
+    ``workers``-th one; one core shared round-robin when there are more workers than
+    cores). Set before the worker imports anything, so its threads all inherit it."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+        share = cores[index::workers] or [cores[index % len(cores)]]
+        os.sched_setaffinity(process.pid, share)
+    except (AttributeError, OSError):  # No affinity here (macOS), or it already ended.
+        pass
 
 
 def _wait(

@@ -23,6 +23,14 @@ def tiny_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     )
 
 
+def cores_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """A linear classifier whose trials record the cores and threads of their process."""
+    trial.set_user_attr("cores", sorted(os.sched_getaffinity(0)))
+    trial.set_user_attr("threads", torch.get_num_threads())
+    trial.suggest_float("unused", 0.0, 1.0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), spec.num_classes))
+
+
 class Explodes(nn.Module):
     """A network whose outputs are infinite, so its training loss is NaN."""
 
@@ -48,7 +56,9 @@ def _seeded():
 
 class FailsInTraining(nn.Module):
     """Measures fine (one sample, eval mode), then fails on its first training batch:
-    ``"oom"`` raises CUDA's out-of-memory error, ``"crash"`` ends its process."""
+    ``"oom"`` raises CUDA's out-of-memory error, ``"crash"`` ends its process, ``"fatal"``
+    raises a CUDA error after which (like a real one) nothing trains in its process again.
+    Pool workers only: ``"fatal"`` would stop every later training of this process."""
 
     def __init__(self, spec, kind: str) -> None:
         super().__init__()
@@ -56,16 +66,27 @@ class FailsInTraining(nn.Module):
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        global _CONTEXT_BROKEN
+        if _CONTEXT_BROKEN:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (again)")
         if self.training and self.kind == "oom":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 TiB")
         if self.training and self.kind == "crash":
             os._exit(3)
+        if self.training and self.kind == "fatal":
+            _CONTEXT_BROKEN = True
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self.body(x)
 
 
+_CONTEXT_BROKEN = False  # Set in a worker process by a "fatal" network.
+
+
 def failing_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
-    """A space whose ``kind`` chooses a network that trains, runs out of memory or crashes."""
-    return FailsInTraining(spec, trial.suggest_categorical("kind", ["ok", "oom", "crash"]))
+    """A space whose ``kind`` chooses a network that trains, runs out of memory, crashes
+    or breaks its process's CUDA context."""
+    kind = trial.suggest_categorical("kind", ["ok", "oom", "crash", "fatal"])
+    return FailsInTraining(spec, kind)
 
 
 class HogsMemory(nn.Module):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import optuna
 import pytest
-from conftest import enqueued_study, failing_space, tiny_space
+from conftest import FailsInTraining, enqueued_study, failing_space, tiny_space
 from torch import nn
 
 import optnas
@@ -39,13 +42,13 @@ def test_pool_records_what_one_trial_at_a_time_records(tmp_path):
         assert a.values[0] == pytest.approx(b.values[0], abs=0.03)
 
 
-def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
-    kinds = ["oom", "ok", "crash", "ok", "ok", "ok"]
+def test_out_of_memory_crashed_and_broken_children_fail_alone(tmp_path):
+    kinds = ["oom", "ok", "crash", "ok", "fatal", "ok", "ok", "ok"]
     url = enqueued_study(tmp_path, "fails", [{"kind": k} for k in kinds])
     study = optnas.search(
         failing_space,
         "digits",
-        n_trials=6,
+        n_trials=8,
         epochs=1,
         devices="cpu",
         trials_per_device=2,
@@ -55,7 +58,7 @@ def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
         dedup=False,
     )
     by_kind = {k: [t for t in study.trials if t.params["kind"] == k] for k in set(kinds)}
-    assert len(study.trials) == 6
+    assert len(study.trials) == 8
     (oom,) = by_kind["oom"]
     assert oom.state == optuna.trial.TrialState.FAIL
     assert oom.user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of memory")
@@ -66,9 +69,15 @@ def test_out_of_memory_and_crashed_children_fail_alone(tmp_path):
     assert crash.state == optuna.trial.TrialState.FAIL
     assert "WorkerDiedError" in crash.user_attrs["fail_reason"]
     assert "exited (code 3)" in crash.user_attrs["fail_reason"]
-    # The freed and the restarted slots went on training.
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in by_kind["ok"])
-    assert len(by_kind["ok"]) == 4
+    (fatal,) = by_kind["fatal"]
+    assert fatal.user_attrs["fail_reason"] == (
+        "RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+    # The freed and the restarted slots went on training, the broken one's in a new process.
+    ok = by_kind["ok"]
+    assert [t.state for t in ok] == [optuna.trial.TrialState.COMPLETE] * 5, [
+        t.user_attrs.get("fail_reason") for t in ok
+    ]
 
 
 def test_pool_trials_report_and_are_pruned_from_the_parent(tmp_path):
@@ -134,3 +143,29 @@ def test_bad_pool_and_training_settings_are_refused(in_tmp, kwargs, message):
     with pytest.raises(ValueError, match=message):
         optnas.search(**{"space": "auto", "n_trials": 1, **kwargs})
     assert not (in_tmp / "studies").exists()
+
+
+def test_failed_and_pruned_trials_free_their_network_at_once(tmp_path):
+    """In this process too (one slot): at once, not at the next garbage collection, since
+    on a GPU the next trial needs the memory (Optuna keeps each error in a cycle)."""
+    built = []
+
+    def space(trial, spec):
+        model = FailsInTraining(spec, trial.suggest_categorical("kind", ["ok", "oom"]))
+        built.append(weakref.ref(model))
+        return model
+
+    url = enqueued_study(tmp_path, "free", [{"kind": k} for k in ("oom", "ok", "oom", "ok")])
+    pruner = optuna.pruners.ThresholdPruner(lower=1.01, n_warmup_steps=1)  # at epoch 2
+    gc.disable()
+    try:
+        study = optnas.search(
+            space, "digits", n_trials=4, epochs=3, trials_per_device=1, pruner=pruner,
+            storage=url, study_name="free", dedup=False,
+        )  # fmt: skip
+        alive = [ref() is not None for ref in built]
+    finally:
+        gc.enable()
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "PRUNED", "FAIL", "PRUNED"]
+    assert alive == [False] * 4

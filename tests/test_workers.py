@@ -221,3 +221,19 @@ def test_ctrl_c_at_the_terminal_records_every_worker_s_trial(in_tmp):
     trials = optuna.load_study(study_name="g", storage=url).trials
     assert not [t for t in trials if t.state == State.RUNNING]
     assert sum("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials) == 2
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs a system where a process chooses its cores, and 2 of them",
+)
+def test_workers_share_the_machine_s_cores_out(in_tmp):
+    study = optnas.search("conftest:cores_space", "wine", ("accuracy",), n_trials=4, workers=2,
+                          storage=f"sqlite:///{in_tmp}/c.db", study_name="c", **FAST)  # fmt: skip
+    by_worker: dict[str, set[tuple[int, ...]]] = {}
+    for t in study.trials:
+        assert t.user_attrs["threads"] == len(t.user_attrs["cores"])
+        by_worker.setdefault(t.user_attrs["worker"], set()).add(tuple(t.user_attrs["cores"]))
+    (first,), (second,) = by_worker.values()
+    assert set(first).isdisjoint(second)
+    assert set(first) | set(second) == os.sched_getaffinity(0)
