@@ -310,7 +310,7 @@ def _accuracy(study: optuna.Study, trial: FrozenTrial) -> float | None:
 
 
 def _over_budget(trial: FrozenTrial) -> bool:
-    return any(c > 0 for c in (trial.constraints or ())) or "over budget" in str(
+    return any(c > 0 for c in (trial.constraints or {}).values()) or "over budget" in str(
         trial.user_attrs.get("pruned_reason", "")
     )
 

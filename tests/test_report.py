@@ -5,6 +5,7 @@ import re
 import optuna
 from optuna.trial import TrialState, create_trial
 
+import optnas
 from optnas.cli import main
 from optnas.report import SECTIONS, report
 
@@ -61,3 +62,12 @@ def test_report_command_on_a_searched_study(finished_study, tmp_path, capsys):
     for trial in study.best_trials:
         assert f"<td>{trial.user_attrs['arch']}</td>" in page
     assert "hypervolume (share of the unit box)" in page
+
+
+def test_report_of_a_study_with_budgets_draws_its_over_budget_trials(tmp_path):
+    study = optnas.search("mlp", "wine", ("accuracy", "params"), n_trials=3, epochs=1, seed=0,
+                          budgets={"params": 3_000}, storage=None)  # fmt: skip
+    over = [t for t in study.trials if t.constraints and t.constraints["params"] > 0]
+    assert over, "the budget was meant to exclude some networks"
+    page = report(study, tmp_path / "r.html").read_text()
+    assert '"name":"over budget, not trained (drawn below)"' in page
