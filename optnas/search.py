@@ -274,7 +274,7 @@ def search(
         recorded.search_kwargs()  # Workers rebuild the objective: refuse now if they can't.
     forked = False
     if fork is not None:
-        name, storage, forked = _fork(name, fork, storage)
+        name, storage, forked = _fork(name, fork, storage, metric_names=list(objectives))
     study = open_study(
         name,
         storage,

@@ -124,7 +124,7 @@ def _open_storage(
         url = f"sqlite:///{url}"
     sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
     if sqlite_file:
-        _check_sqlite_file(Path(url[len("sqlite:///") :]), create=create)
+        _check_sqlite_file(_sqlite_file(url), create=create)
     try:
         with warnings.catch_warnings():  # Heartbeats: experimental in Optuna 5.0.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -285,31 +285,61 @@ def storage_url(storage: str | None, study_name: str) -> str:
     )
 
 
+def _sqlite_file(url: str) -> Path:
+    """The file of an ``sqlite:///PATH`` URL."""
+    return Path(url[len("sqlite:///") :])
+
+
 def _fork(
-    source: str, target: str, storage: str | optuna.storages.BaseStorage | None
+    source: str,
+    target: str,
+    storage: str | optuna.storages.BaseStorage | None,
+    *,
+    metric_names: list[str],
 ) -> tuple[str, str | optuna.storages.BaseStorage | None, bool]:
-    """Copy study ``source`` to ``target`` unless ``target`` exists: ``(target, storage to
-    use, whether it was copied now)``. With the default storage each study has its own
-    file; otherwise both live in ``storage``."""
+    """Copy study ``source`` to ``target`` unless ``target`` is already its fork:
+    ``(target, storage to use, whether it was copied now)``. With the default storage each
+    study has its own file; otherwise both live in ``storage``. Everything is checked
+    before anything is written: a refused fork leaves no file and no study behind."""
     if not target or target == source:
         raise ValueError(
             f"fork needs a new study name, other than {source!r}, but got {target!r}."
         )
     if isinstance(storage, str):
         storage = _open_storage(storage, create=True)  # One object: ":memory:" stays one.
-    to_storage = storage if storage is not None else default_storage(target)
-    if storage is None:
-        STUDIES_DIR.mkdir(exist_ok=True)
-        to_storage = _open_storage(to_storage, create=True)
-    if target in optuna.get_all_study_names(to_storage):
+    to_url = storage if storage is not None else default_storage(target)
+    if storage is None and _sqlite_file(to_url).exists():
+        to_storage = _open_storage(to_url, create=False)
+    else:
+        to_storage = to_url if not isinstance(to_url, str) else None
+    if to_storage is not None and target in optuna.get_all_study_names(to_storage):
+        forked_from = optuna.load_study(study_name=target, storage=to_storage).user_attrs.get(
+            "optnas.forked_from"
+        )
+        if forked_from != source:
+            raise StorageError(
+                f"Cannot fork study {source!r} as {target!r}: a study {target!r} already "
+                f"exists{f' (a fork of {forked_from!r})' if forked_from else ''}; choose "
+                "another name for the fork."
+            )
         return target, storage, False
     from_storage = storage if storage is not None else default_storage(source)
     if isinstance(from_storage, str):
-        if not Path(from_storage[len("sqlite:///") :]).exists():
+        if not _sqlite_file(from_storage).exists():
             raise StorageError(f"Cannot fork study {source!r}: {from_storage} does not exist.")
         from_storage = _open_storage(from_storage, create=False)
     if source not in optuna.get_all_study_names(from_storage):
         raise StorageError(f"Cannot fork study {source!r}: no study of that name to copy.")
+    have = optuna.load_study(study_name=source, storage=from_storage).metric_names
+    if have is not None and list(have) != list(metric_names):
+        raise StorageError(
+            f"Cannot fork study {source!r}: its objectives are {list(have)}, not "
+            f"{list(metric_names)}, and a fork keeps its source's objectives (its trials "
+            "hold their values). Start a new study for other objectives."
+        )
+    if to_storage is None:
+        STUDIES_DIR.mkdir(exist_ok=True)
+        to_storage = _open_storage(to_url, create=True)
     optuna.copy_study(
         from_study_name=source,
         from_storage=from_storage,

@@ -276,3 +276,17 @@ def test_unlimited_trials_run_until_the_timeout_and_are_recorded_so(tmp_path, in
     assert load(path).replace({"n_trials": "unlimited"}).search_kwargs()["n_trials"] is None
     with pytest.raises(DefinitionError, match="a whole number ≥ 1 or 'unlimited', got 'all'"):
         load(path).replace({"n_trials": "all"})
+
+
+def test_a_refused_fork_leaves_nothing_behind(in_tmp):
+    optnas.search("mlp", "wine", ("accuracy", "params"), n_trials=1, epochs=1, study_name="a")
+    with pytest.raises(optnas.StorageError, match=r"its objectives are \['accuracy', 'params'\]"):
+        optnas.search("mlp", "wine", ("accuracy",), n_trials=1, epochs=2, study_name="a",
+                      fork="b")  # fmt: skip
+    with pytest.raises(optnas.StorageError, match="sqlite:///studies/zzz.db does not exist"):
+        optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="zzz", fork="c")
+    assert {p.name.split(".")[0] for p in Path("studies").iterdir()} == {"a"}
+    optnas.search("mlp", "wine", ("accuracy",), n_trials=1, epochs=1, study_name="other")
+    with pytest.raises(optnas.StorageError, match="a study 'other' already exists"):
+        optnas.search("mlp", "wine", ("accuracy", "params"), n_trials=1, epochs=2,
+                      study_name="a", fork="other")  # fmt: skip

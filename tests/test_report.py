@@ -64,9 +64,9 @@ def test_report_command_on_a_searched_study(finished_study, tmp_path, capsys):
     assert "hypervolume (share of the unit box)" in page
 
 
-def test_report_of_a_study_with_budgets_draws_its_over_budget_trials(tmp_path):
+def test_report_of_a_study_with_budgets_draws_its_over_budget_trials(tmp_path, in_tmp):
     study = optnas.search("mlp", "wine", ("accuracy", "params"), n_trials=3, epochs=1, seed=0,
-                          budgets={"params": 3_000}, storage=None)  # fmt: skip
+                          budgets={"params": 3_000})  # fmt: skip
     over = [t for t in study.trials if t.constraints and t.constraints["params"] > 0]
     assert over, "the budget was meant to exclude some networks"
     page = report(study, tmp_path / "r.html").read_text()
