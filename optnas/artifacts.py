@@ -47,6 +47,8 @@ FOLDER_ATTR = "optnas.artifacts"
 """Study user attr holding the artifact folder (an absolute path)."""
 DIAGRAM = "architecture.svg"
 WEIGHTS = "weights.pt"
+RETRAINED = "retrained-trial{}.pt"
+"""The study artifact holding trial N's weights as :func:`optnas.retrain.retrain` left them."""
 
 
 def default_folder(storage: Any) -> Path | None:
@@ -141,6 +143,12 @@ def find(
 ) -> optuna.artifacts.ArtifactMeta | None:
     """The newest artifact of ``trial`` named ``filename``, or None."""
     named = [m for m in _metas(study, trial) if m.filename == filename]
+    return named[-1] if named else None
+
+
+def find_retrained(study: optuna.Study, number: int) -> optuna.artifacts.ArtifactMeta | None:
+    """The newest retrained weights of trial ``number`` (a study artifact), or None."""
+    named = [m for m in get_all_artifact_meta(study) if m.filename == RETRAINED.format(number)]
     return named[-1] if named else None
 
 

@@ -223,21 +223,40 @@ def _weights(
     trial: optuna.trial.FrozenTrial,
     folder: str | os.PathLike[str] | None,
 ) -> dict[str, Any]:
+    """The weights the search kept for ``trial``, else those its last retraining left."""
     import torch
 
     meta = artifacts.find(study, trial, artifacts.WEIGHTS)
     if meta is None:
-        kept = [t.number for t in study.get_trials(deepcopy=False) if _has_weights(study, t)]
-        raise FileNotFoundError(
-            f"Trial {trial.number} of study {study.study_name!r} has no saved weights: a "
-            "search keeps those of its keep_weights best completed trials (this study: "
-            f"trials {kept or 'none'}). Train it with `optnas retrain --trial "
-            f"{trial.number}`, search with a larger keep_weights / --keep-weights, or "
-            "rebuild it untrained with load_model(..., weights=False)."
-        )
+        meta = artifacts.find_retrained(study, trial.number)
+    if meta is None:
+        raise FileNotFoundError(_no_weights(study, trial, folder))
     store = artifacts.open_store(study, folder)
     data = artifacts.read(store, meta)
     return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _no_weights(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, folder: str | os.PathLike[str] | None
+) -> str:
+    """Why ``trial`` has no weights, and how to get them."""
+    head = f"Trial {trial.number} of study {study.study_name!r} has no saved weights"
+    untrained = "; or rebuild it untrained with load_model(..., weights=False)."
+    if folder is None and artifacts.FOLDER_ATTR not in study.user_attrs:
+        return (
+            f"{head}: the study has no artifact store, where weights are kept (it was "
+            "searched with artifacts=False / --no-artifacts, or on a storage other than an "
+            "SQLite file without artifacts= / --artifacts). Retrain it with an artifact "
+            f"folder: `optnas retrain --trial {trial.number} --artifacts DIR`, then export "
+            f"with the same --artifacts{untrained}"
+        )
+    kept = [t.number for t in study.get_trials(deepcopy=False) if _has_weights(study, t)]
+    return (
+        f"{head}: a search keeps those of its keep_weights best completed trials (this "
+        f"study: trials {kept or 'none'}). Retrain it (`optnas retrain --trial "
+        f"{trial.number}`: train+validation, its weights are then exported), or search "
+        f"with a larger keep_weights / --keep-weights{untrained}"
+    )
 
 
 def _has_weights(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:

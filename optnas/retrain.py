@@ -63,11 +63,13 @@ def retrain(
 
     The network is rebuilt from the trial's parameters and trained with the trial's recipe
     (``training`` user attr: batch size, learning rate, optimizer, label smoothing,
-    augmentation) on the training and validation splits together, then scored on the test
-    split. The result is recorded with the study (user attr ``"optnas.retrain.trialN"``, a
-    list of runs: Optuna does not let a finished trial's attrs change) and its weights are
-    uploaded as a study artifact ``retrained-trialN.pt`` when the study has an artifact
-    store.
+    augmentation; for a trial never trained, being over budget, the study's) on the
+    training and validation splits together, then scored on the test split. The result
+    is recorded with the study (user attr ``"optnas.retrain.trialN"``, a list of runs:
+    Optuna does not let a finished trial's attrs change) and its weights are uploaded as a
+    study artifact ``retrained-trialN.pt`` when the study has an artifact store (else a
+    warning says they were not kept); :func:`optnas.export.export` and
+    :func:`optnas.load_model` use them for a trial whose search kept none.
 
     Args:
         study: The study the trial belongs to.
@@ -97,10 +99,10 @@ def retrain(
 
     frozen = trial_of(study, trial)
     space_fn, spec, load_data = _space_and_data(study, space=space, data=data)
-    recipe = _recipe(frozen, epochs)
-    if recipe["epochs"] < 1:
-        raise ValueError(f"epochs must be positive, but got {recipe['epochs']}.")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs must be positive, but got {epochs}.")
     dataset = load_data()
+    recipe = _recipe(study, frozen, epochs, dataset.augment)
     train = tuple(torch.cat(pair) for pair in zip(dataset.train, dataset.val, strict=True))
     target = resolve_devices(device)[0]
     start = time.perf_counter()
@@ -125,10 +127,22 @@ def retrain(
     return outcome
 
 
-def _recipe(trial: optuna.trial.FrozenTrial, epochs: int | None) -> dict[str, Any]:
-    from optnas.objective import recipe_of
+def _recipe(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, epochs: int | None, augment: str
+) -> dict[str, Any]:
+    """The trial's recipe; for a trial never trained (over budget), the study's."""
+    from optnas.definition import Definition, DefinitionError
+    from optnas.objective import _NOT_RECIPE, recipe_of
 
-    recipe = recipe_of(trial) or {}
+    recipe = recipe_of(trial)
+    if recipe is None:
+        try:
+            recipe = dict(Definition.from_study(study)["train"])
+        except DefinitionError:  # A study not created by optnas.search: fit()'s defaults.
+            recipe = {}
+        recipe = {k: v for k, v in recipe.items() if k not in _NOT_RECIPE}
+        if recipe.get("augment") == "auto":
+            recipe["augment"] = augment
     if epochs is not None:
         recipe["epochs"] = epochs
     recipe.setdefault("epochs", 10)
@@ -144,13 +158,18 @@ def _record(
     key = RESULT_ATTR.format(outcome.trial)
     runs = list(study.user_attrs.get(key, []))
     study.set_user_attr(key, [*runs, asdict(outcome)])
+    from optnas import artifacts
+
     try:
         store = _open(study, folder)
     except FileNotFoundError:
-        return  # No artifact store: the result is recorded, the weights are not kept.
-    from optnas import artifacts
-
-    name = f"retrained-trial{outcome.trial}.pt"
+        optuna.logging.get_logger("optnas").warning(
+            f"Study {study.study_name!r} has no artifact store, so the retrained weights of "
+            f"trial {outcome.trial} were not kept (its result was recorded); pass "
+            "artifacts= (CLI: --artifacts DIR) to keep them."
+        )
+        return
+    name = artifacts.RETRAINED.format(outcome.trial)
     artifacts.upload(store, study, name, artifacts.state_bytes(model))
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest import tiny_space
+from conftest import enqueued_study, tiny_space
 from optuna.artifacts import get_all_artifact_meta
 
 import optnas
@@ -57,3 +58,32 @@ def test_default_study_best_trial_retrains_to_98_percent_on_test(in_tmp):
     accuracy = float(re.search(r"test accuracy (\d\.\d+)", done.stdout).group(1))
     print(done.stdout)
     assert accuracy >= 0.98
+
+
+def test_a_trial_over_budget_retrains_with_the_study_s_recipe_and_then_exports(tmp_path):
+    url = enqueued_study(tmp_path, "b", [{"width": 8}, {"width": 4}])
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=2, batch_size=64,
+                          budgets={"params": 4_000}, storage=url, study_name="b")  # fmt: skip
+    over = study.trials[0]
+    assert "over budget" in over.user_attrs["pruned_reason"] and "training" not in over.user_attrs
+    with pytest.raises(FileNotFoundError, match="optnas retrain --trial 0"):
+        optnas.load_model(study, 0, space=tiny_space)
+    result = retrain(study, 0, space=tiny_space)
+    assert result.epochs == 2 and result.training["batch_size"] == 64  # the study's recipe
+    model = optnas.load_model(study, 0, space=tiny_space)  # the retrained weights
+    assert model[0].out_channels == 8
+
+
+def test_retrain_without_an_artifact_store_says_the_weights_were_not_kept(tmp_path, caplog):
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, artifacts=False,
+                          storage=f"sqlite:///{tmp_path}/n.db")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="the study has no artifact store"):
+        optnas.load_model(study, 0, space=tiny_space)
+    logger = logging.getLogger("optnas")
+    logger.addHandler(caplog.handler)
+    try:
+        retrain(study, 0, epochs=1, space=tiny_space)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "retrained weights of trial 0 were not kept" in caplog.text
+    assert len(study.user_attrs["optnas.retrain.trial0"]) == 1  # the result is recorded
