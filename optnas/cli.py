@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         ValueError,
         TypeError,
-        FileNotFoundError,
+        OSError,  # a file, a port, a download
         ModuleNotFoundError,
         SearchError,
         StorageError,
@@ -139,7 +139,7 @@ def _add_results(commands: Any) -> None:
     )
     dashboard.set_defaults(run=_dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
-    dashboard.add_argument("--port", type=_positive_int, default=8080, help="(default: 8080)")
+    dashboard.add_argument("--port", type=_port, default=8080, help="(default: 8080)")
     _add_study_arguments(dashboard, artifacts=True)
 
     report = commands.add_parser("report", help="write an HTML report of a study")
@@ -767,6 +767,13 @@ def _trial_number(text: str) -> int | str:
 
 def _auto_or_positive_int(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"ports go from 1 to 65535, got {value}")
+    return value
 
 
 def _unlimited_or_positive_int(text: str) -> int | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def dashboard(
         port: The port.
 
     Raises:
-        StorageError: The storage cannot be opened.
+        StorageError: The storage cannot be opened, or holds no study ``study_name``.
+        OSError: The port is taken.
 
     Example:
         >>> dashboard("sqlite:///studies/convnet-digits-accuracy-params.db")  # doctest: +SKIP
@@ -42,13 +44,22 @@ def dashboard(
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from optnas.storage import _open_storage
+    from optnas.storage import _open_storage, open_study
 
     opened = _open_storage(storage, create=False)
+    if study_name is not None:
+        open_study(study_name, opened)  # A study that is not there: say so, serve nothing.
     folder = artifact_folder(opened, storage, artifacts, study_name=study_name)
     store = FileSystemArtifactStore(folder) if folder is not None else None
     print(f"optuna-dashboard at http://{host}:{port}/ (artifacts: {folder or 'none'})", flush=True)
-    run_server(opened, host=host, port=port, artifact_store=store)
+    try:
+        run_server(opened, host=host, port=port, artifact_store=store)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(
+            error.errno, f"port {port} of {host} is taken; choose another (--port / port=)"
+        ) from None
 
 
 def artifact_folder(

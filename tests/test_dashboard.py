@@ -160,3 +160,23 @@ def test_dashboard_serves_the_artifacts_of_the_study_named(tmp_path, monkeypatch
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: None)
     assert main(["dashboard", "--storage", storage, "--study-name", "b"]) == 0
     assert f"(artifacts: {tmp_path / 'b-files'})" in capsys.readouterr().out
+
+
+def test_dashboard_command_refuses_a_study_that_is_not_there_and_a_taken_port(
+    finished_study, capsys
+):
+    _, storage, _ = finished_study
+    assert main(["dashboard", "--storage", storage, "--study-name", "nosuch"]) == 1
+    assert "No study named 'nosuch'" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["dashboard", "--storage", storage, "--port", port]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("optnas dashboard: error: ")
+    assert f"port {port} of 127.0.0.1 is taken; choose another" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["dashboard", "--storage", storage, "--port", "80000"])
+    assert "ports go from 1 to 65535" in capsys.readouterr().err
