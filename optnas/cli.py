@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_whole_number,
         help="keep the weights of a trial among this many best when it ends (default: 5)",
     )
-    _add_study_arguments(search)
+    _add_study_arguments(search, creates=True)
 
     worker = commands.add_parser(
         "worker",
@@ -178,6 +178,8 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
 
     def flag(*names: str, key: str, **kwargs: Any) -> None:
         kwargs.setdefault("default", None)
+        if "action" not in kwargs:  # --epochs EPOCHS, not --epochs TRAIN.EPOCHS
+            kwargs.setdefault("metavar", names[0].removeprefix("--").upper().replace("-", "_"))
         search.add_argument(*names, dest=key, **kwargs)
 
     flag("--space", key="space", help="convnet, nb201, mlp, auto, or package.module:function")
@@ -362,11 +364,16 @@ def _bench_curve(results: dict[str, list[Any]], budget: float) -> str:
     return "\n".join(lines)
 
 
-def _add_study_arguments(parser: argparse.ArgumentParser, *, artifacts: bool = False) -> None:
+def _add_study_arguments(
+    parser: argparse.ArgumentParser, *, artifacts: bool = False, creates: bool = False
+) -> None:
     parser.add_argument("--storage", help="database URL (default: sqlite:///studies/NAME.db)")
     parser.add_argument(
         "--study-name",
-        help="study to create, resume or show (default: derived from space, data, objectives)",
+        help="study to create or resume (default: derived from space, data, objectives)"
+        if creates
+        else "the study (default: the only one in --storage, else the default study's, "
+        "convnet-digits-accuracy-params-flops)",
     )
     if artifacts:
         parser.add_argument(
@@ -620,7 +627,7 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
     lines = [
         f"Study {study.study_name!r}: {len(study.trials)} trials "
         f"({counts[state.COMPLETE]} complete, {counts[state.PRUNED]} pruned, "
-        f"{counts[state.FAIL]} failed{skipped})"
+        f"{counts[state.FAIL]} failed{skipped}{_unfinished(counts)})"
     ]
     if counts[state.COMPLETE]:
         best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
@@ -641,6 +648,17 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
             f"store; plain: optuna-dashboard {plain})",
         ]
     return "\n".join(lines)
+
+
+def _unfinished(counts: Mapping[Any, int]) -> str:
+    """``", 1 running"`` and the like for trials not finished, where there are any (a
+    running trial whose process died stays so until the storage's heartbeat fails it)."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    return "".join(
+        f", {counts[s]} {s.name.lower()}" for s in (state.RUNNING, state.WAITING) if counts[s]
+    )
 
 
 def _failure_lines(

@@ -220,3 +220,11 @@ def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
     assert 'in forward\n    raise torch.OutOfMemoryError("CUDA out' in shown
     assert main(["show", "--storage", url, "--trial", "best"]) == 0
     assert "Trial 1 of study 'f': complete\n  accuracy: 0." in capfd.readouterr().out
+
+
+def test_show_counts_trials_still_running_or_waiting(tmp_path, capsys):
+    url = enqueued_study(tmp_path, "r", [{"x": 1}, {"x": 2}])
+    optuna.load_study(study_name="r", storage=url).ask()  # as a killed search leaves one
+    assert main(["show", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "Study 'r': 2 trials (0 complete, 0 pruned, 0 failed, 1 running, 1 waiting)" in out
