@@ -17,6 +17,7 @@ __all__ = ["main"]
 
 # Kept here rather than imported, so that `optnas --help` does not import torch or optuna.
 DEFAULT_OBJECTIVES = ("accuracy", "params", "flops")  # Those of optnas/default.toml.
+OBJECTIVE_NAMES = ("accuracy", "params", "flops", "macs", "latency")  # search.OBJECTIVES
 SAMPLER_NAMES = ("auto", "tpe", "gp", "nsga2", "random", "evolution", "controller")
 NB201_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
@@ -176,11 +177,16 @@ def _add_results(commands: Any) -> None:
 def _add_search_flags(search: argparse.ArgumentParser) -> None:
     """Flags of ``optnas search``; each overrides one key of the study file (``key``)."""
 
+    flags: dict[str, str] = {}  # study-file key -> its flag, to name it in errors
+
     def flag(*names: str, key: str, **kwargs: Any) -> None:
         kwargs.setdefault("default", None)
         if "action" not in kwargs:  # --epochs EPOCHS, not --epochs TRAIN.EPOCHS
             kwargs.setdefault("metavar", names[0].removeprefix("--").upper().replace("-", "_"))
         search.add_argument(*names, dest=key, **kwargs)
+        flags[key] = names[0]
+
+    search.set_defaults(flag_of=flags)
 
     flag("--space", key="space", help="convnet, nb201, mlp, auto, or package.module:function")
     flag(
@@ -202,7 +208,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     flag(
         "--objectives",
         key="objectives",
-        type=_names,
+        type=_objective_names,
         help="comma-separated, from accuracy, params, flops, macs, latency",
     )
     flag("--n-trials", key="n_trials", type=_unlimited_or_positive_int,
@@ -481,11 +487,29 @@ def _search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     file = load(args.file or DEFAULT_FILE)
     overrides = _overrides(args)
+    _check_flags(file, overrides, args.flag_of)
     definition = file.replace(overrides, source=f"{file.source} with the flags given")
     with _short_failures():
         study = definition.search(fork=args.fork, show_progress_bar=True)
     print(summary(study, _storage_url(definition["storage"], study.study_name)))
     return 0
+
+
+def _check_flags(file: Any, overrides: dict[str, Any], flag_of: dict[str, str]) -> None:
+    """Each flag's value checked alone, so that an error names the flag, not the key."""
+    from optnas.definition import DefinitionError
+
+    for key, value in overrides.items():
+        try:
+            file.replace({key: value})
+        except DefinitionError as error:
+            flag = flag_of.get(key.split(".")[0] if key.startswith("budgets.") else key)
+            if flag is None:
+                raise
+            why = str(error).removeprefix(f"{file.source}: ")
+            for named in (key, f"{key}.name"):
+                why = why.removeprefix(f"key {named!r}: ")
+            raise DefinitionError(f"{flag}: {why}") from None
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -564,11 +588,15 @@ class _ShortFailures(logging.Filter):
             return False
         if not record.exc_info or " failed with parameters: " not in message:
             return True
+        error = record.exc_info[1]
+        number = message.split(" failed", 1)[0]
+        if isinstance(error, KeyboardInterrupt):
+            record.msg = f"{number} interrupted (Ctrl-C); recorded as failed"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            return True
         if not self.traceback_shown:
             self.traceback_shown = True
             return True
-        error = record.exc_info[1]
-        number = message.split(" failed", 1)[0]
         record.msg = f"{number} failed: {type(error).__name__}: {error}"
         record.args, record.exc_info, record.exc_text = (), None, None
         return True
@@ -753,6 +781,16 @@ def _fmt(value: Any, name: str) -> str:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _objective_names(text: str) -> tuple[str, ...]:
+    names = _names(text)
+    unknown = [n for n in names if n not in OBJECTIVE_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown objective {unknown[0]!r}; valid: {', '.join(OBJECTIVE_NAMES)}"
+        )
+    return names
 
 
 def _positive_int(text: str) -> int:

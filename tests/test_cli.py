@@ -98,8 +98,9 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
     ("argv", "message"),
     [
         (["search", "--sampler", "bogus"], "unknown sampler 'bogus'; valid names: auto, tpe"),
-        (["search", "--objectives", "accuracy,speed"], "got ['accuracy', 'speed']"),
-        (["search", "--budget", "energy=3"], "unknown key 'budgets.energy'"),
+        (["search", "--budget", "energy=3"], "--budget: unknown key 'budgets.energy'"),
+        (["search", "--optimizer", "adam"], "--optimizer: expected 'adamw' or 'sgd', got 'adam'"),
+        (["search", "--sampler", "tpee"], "--sampler: unknown sampler 'tpee'; valid names: auto"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
         (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler ['bogus']"),
         (["bench", "nb201", "--table", "missing.csv"], "No NAS-Bench-201 table at missing.csv"),
@@ -117,6 +118,7 @@ def test_bad_values_exit_1_with_one_line(in_tmp, capsys, argv, message):
     [
         ["search", "--n-trials", "0"],
         ["search", "--n-trials", "all"],
+        ["search", "--objectives", "accuracy,speed"],
         ["search", "--epochs", "x"],
         ["search", "--budget", "10"],
         ["search", "--precise-bn", "-3"],
@@ -228,3 +230,10 @@ def test_show_counts_trials_still_running_or_waiting(tmp_path, capsys):
     assert main(["show", "--storage", url]) == 0
     out = capsys.readouterr().out
     assert "Study 'r': 2 trials (0 complete, 0 pruned, 0 failed, 1 running, 1 waiting)" in out
+
+
+def test_objective_names_of_the_cli_are_those_of_search():
+    from optnas.cli import OBJECTIVE_NAMES
+    from optnas.search import OBJECTIVES
+
+    assert tuple(OBJECTIVES) == OBJECTIVE_NAMES

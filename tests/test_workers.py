@@ -177,7 +177,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
     assert process.returncode == 130, err.decode()
     last_line = err.decode().strip().splitlines()[-1]
     assert last_line.startswith("optnas search: interrupted;") and "resumes the study" in last_line
-    assert "Warning" not in err.decode()
+    assert "Warning" not in err.decode() and "Traceback" not in err.decode()
+    assert "Trial 0 interrupted (Ctrl-C); recorded as failed" in err.decode()
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert not [t for t in trials if t.state == State.RUNNING]
     interrupted = [t for t in trials if t.state == State.FAIL]
