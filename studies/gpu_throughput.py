@@ -23,6 +23,7 @@ Prints a Markdown table and writes it, with the device name, to ``--out`` if giv
 Usage::
 
     python studies/gpu_throughput.py                       # on a CUDA machine
+    python studies/gpu_throughput.py --parts b --compile   # (b) and (d) alone
     python studies/gpu_throughput.py --device cpu --train 2048 --epochs 1 --slots 1,2
 """
 
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optnas.pool import DevicePool
-from optnas.train import fit
+from optnas.train import fit, to_device
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -152,8 +153,10 @@ def fit_kwargs(args: argparse.Namespace, epochs: int) -> dict:
 
 
 def optnas_one(train: tuple, val: tuple, args: argparse.Namespace, *, compile: bool) -> dict:
-    """(b), or (d) with ``compile``: one child with ``optnas.train.fit``."""
+    """(b), or (d) with ``compile``: one child with ``optnas.train.fit``, the data on the
+    device before the timing (as a search holds it: moved once for every child)."""
     device = torch.device(args.device)
+    train, val = to_device(train, device), to_device(val, device)
 
     def child(epochs: int, compiled: bool) -> object:
         model = SmallCNN(pool_each=args.pool_each)
@@ -173,16 +176,19 @@ def optnas_one(train: tuple, val: tuple, args: argparse.Namespace, *, compile: b
 def pool_aggregate(pool: DevicePool, k: int, args: argparse.Namespace) -> float:
     """(c): aggregate images/s of ``k`` children training at once in ``pool``."""
     results: list = []
-    barrier = threading.Barrier(k + 1)
+    barrier = threading.Barrier(k + 1, timeout=600)
 
     def child(seed: int) -> None:
-        with pool.slot() as slot:
-            slot.measure(SmallCNN(pool_each=args.pool_each), (3, 32, 32), 1)
-            barrier.wait()
-            results.append(
-                slot.fit(seed=seed, on_epoch=lambda e, a: None, **fit_kwargs(args, args.epochs))
-            )
-            barrier.wait()
+        try:
+            with pool.slot() as slot:
+                slot.measure(SmallCNN(pool_each=args.pool_each), (3, 32, 32), 1)
+                barrier.wait()
+                kwargs = fit_kwargs(args, args.epochs)
+                results.append(slot.fit(seed=seed, on_epoch=lambda e, a: None, **kwargs))
+                barrier.wait()
+        except BaseException:
+            barrier.abort()  # The others stop waiting; the error is printed by the thread.
+            raise
 
     threads = [threading.Thread(target=child, args=(i,)) for i in range(k)]
     for t in threads:
@@ -211,6 +217,9 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=4)
     parser.add_argument("--slots", default="1,2,4,8", help="children at once, for (c)")
     parser.add_argument("--compile", action="store_true", help="also measure (d)")
+    parser.add_argument(
+        "--parts", default="a,b,c", help="which of a, b, c to measure ((d) needs b)"
+    )
     parser.add_argument("--pool-each", action="store_true", help="pool after every conv")
     parser.add_argument("--out", type=Path, help="write the results here (JSON + table)")
     args = parser.parse_args()
@@ -220,21 +229,29 @@ def main() -> None:
     train = (standardized(x[: args.train]), torch.from_numpy(y[: args.train]))
     val = (standardized(x[args.train :]), torch.from_numpy(y[args.train :]))
 
-    rows = []
-    loader = loader_loop(x[: args.train], y[: args.train], args)
-    rows.append(("(a) DataLoader, per-sample transforms, fp32", loader))
-    print(f"(a) {loader:,.0f} images/s", flush=True)
-    one = optnas_one(train, val, args, compile=False)
-    rows.append(("(b) optnas trainer, one child", one["images_per_s"]))
-    print(f"(b) {one['images_per_s']:,.0f} images/s", flush=True)
-    slots = [int(s) for s in args.slots.split(",")]
-    with DevicePool([device], max(slots), train, val) as pool:
-        pool_aggregate(pool, max(slots), argparse.Namespace(**{**vars(args), "epochs": 1}))
-        for k in slots:
-            rate = pool_aggregate(pool, k, args)
-            rows.append((f"(c) optnas pool, {k} children at once (aggregate)", rate))
-            print(f"(c) {k}: {rate:,.0f} images/s", flush=True)
-    report = {"device": name, "args": {k: str(v) for k, v in vars(args).items()}}
+    parts = set(args.parts.split(",")) | ({"b"} if args.compile else set())
+    rows: list[tuple[str, float]] = []
+    report: dict = {"device": name, "args": {k: str(v) for k, v in vars(args).items()}}
+    loader = None
+    if "a" in parts:
+        loader = loader_loop(x[: args.train], y[: args.train], args)
+        rows.append(("(a) DataLoader, per-sample transforms, fp32", loader))
+        print(f"(a) {loader:,.0f} images/s", flush=True)
+        write(args.out, report, rows, loader)
+    if "b" in parts:
+        one = optnas_one(train, val, args, compile=False)
+        rows.append(("(b) optnas trainer, one child", one["images_per_s"]))
+        print(f"(b) {one['images_per_s']:,.0f} images/s", flush=True)
+        write(args.out, report, rows, loader)
+    if "c" in parts:
+        slots = [int(s) for s in args.slots.split(",")]
+        with DevicePool([device], max(slots), train, val) as pool:
+            pool_aggregate(pool, max(slots), argparse.Namespace(**{**vars(args), "epochs": 1}))
+            for k in slots:
+                rate = pool_aggregate(pool, k, args)
+                rows.append((f"(c) optnas pool, {k} children at once (aggregate)", rate))
+                print(f"(c) {k}: {rate:,.0f} images/s", flush=True)
+                write(args.out, report, rows, loader)
     if args.compile:
         compiled = optnas_one(train, val, args, compile=True)
         report["compile"] = {"eager": one, "compiled": compiled}
@@ -246,13 +263,25 @@ def main() -> None:
         report["compile"]["breakeven_images"] = breakeven
         steady = compiled["images_per_s"]
         print(f"(d) +{cost:.1f} s to compile; {steady:,.0f} images/s; pays after {breakeven:,.0f}")
-    table = [f"Device: {name}; batch {args.batch_size}; {args.train:,} training images.", ""]
+    print(write(args.out, report, rows, loader))
+
+
+def write(
+    out: Path | None, report: dict, rows: list[tuple[str, float]], loader: float | None
+) -> str:
+    """The table so far; written with the report to ``out`` after every part, so that a
+    run cut short by a time limit keeps what it measured."""
+    name = report["device"]
+    a = report["args"]
+    table = [f"Device: {name}; batch {a['batch_size']}; {int(a['train']):,} training images.", ""]
     table += ["| loop | images/s | x (a) |", "| --- | ---: | ---: |"]
-    table += [f"| {label} | {rate:,.0f} | {rate / loader:.1f} |" for label, rate in rows]
-    print("\n".join(table))
-    report["rows"] = rows
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n\n" + "\n".join(table) + "\n")
+    table += [
+        f"| {label} | {rate:,.0f} | {f'{rate / loader:.1f}' if loader else '-'} |"
+        for label, rate in rows
+    ]
+    if out:
+        out.write_text(json.dumps({**report, "rows": rows}, indent=2) + "\n\n" + "\n".join(table))
+    return "\n".join(table)
 
 
 if __name__ == "__main__":

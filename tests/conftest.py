@@ -90,7 +90,8 @@ def failing_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
 
 
 class HogsMemory(nn.Module):
-    """Asks the device for 4 TiB on its first training batch: a real out-of-memory error."""
+    """Holds 1 GiB of device memory, then asks for 4 TiB on its first training batch: a
+    real out-of-memory error, whose traceback holds the 1 GiB until it is dropped."""
 
     def __init__(self, spec) -> None:
         super().__init__()
@@ -98,15 +99,35 @@ class HogsMemory(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
+            held = torch.ones(1 << 28, device=x.device)  # 1 GiB, a local of this frame
+            x = x + held[: x.shape[-1]]
             x = x + torch.zeros(1 << 41, dtype=torch.float16, device=x.device)[: x.shape[-1]]
         return self.body(x)
 
 
+class ChecksMemory(nn.Module):
+    """Trains like a linear classifier; measuring it (its first forward pass) fails if more
+    than 512 MiB of its device's memory is still allocated in its process: an earlier
+    trial's tensors that were not freed."""
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and not self.training:
+            held = torch.cuda.memory_allocated(x.device)
+            if held > 1 << 29:
+                raise RuntimeError(f"{held:,} bytes of an earlier trial are still allocated")
+        return self.body(x)
+
+
 def hog_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
-    """``kind`` ``"hog"`` runs out of device memory in training, ``"ok"`` trains."""
+    """``kind`` ``"hog"`` runs out of device memory in training, holding 1 GiB when it
+    does; ``"ok"`` trains, and fails if memory of an earlier trial is still held."""
     if trial.suggest_categorical("kind", ["ok", "hog"]) == "hog":
         return HogsMemory(spec)
-    return FailsInTraining(spec, "ok")
+    return ChecksMemory(spec)
 
 
 def enqueued_study(tmp_path, name: str, params: list[dict], directions=("maximize",)) -> str:

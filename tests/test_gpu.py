@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from conftest import enqueued_study, hog_space, tiny_space
@@ -57,15 +59,21 @@ def test_trainer_on_cuda_augments_in_batches_with_sgd():
 
 def test_batch_norm_on_cuda_holds_the_last_batches_statistics_in_bf16():
     ds = load("digits")
-    torch.manual_seed(0)
-    layers: list[torch.nn.Module] = []
-    for c_in, c_out in ((1, 32), (32, 32), (32, 32)):
-        layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out)]
-        layers.append(torch.nn.ReLU())
-    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)]
-    model = torch.nn.Sequential(*layers, *head)
+
+    def convnet() -> torch.nn.Sequential:
+        torch.manual_seed(0)
+        layers: list[torch.nn.Module] = []
+        for c_in, c_out in ((1, 32), (32, 32), (32, 32)):
+            layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out)]
+            layers.append(torch.nn.ReLU())
+        head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)]
+        return torch.nn.Sequential(*layers, *head)
+
+    model = convnet()
     result = fit(model, ds.train, ds.val, epochs=1, device="cuda")
-    assert result.accuracy > 0.5  # about 0.1 on the running averages after 9 steps
+    running = fit(convnet(), ds.train, ds.val, epochs=1, device="cuda", precise_bn=0)
+    # On CPU, with 10 batch orders, 0.51 to 0.73 against about 0.1 on the running averages.
+    assert result.accuracy > max(0.3, running.accuracy + 0.15), (result, running)
     assert model[1].running_var.dtype == torch.float32 and model[1].momentum == 0.1
 
 
@@ -89,21 +97,26 @@ def test_pool_on_cuda_trains_the_asked_count_in_parallel(tmp_path):
     assert starts[1] < ends[0]  # two trials ran at once
 
 
-def test_cuda_out_of_memory_fails_its_trial_and_frees_the_slot(tmp_path):
+@pytest.mark.parametrize("trials_per_device", [1, 2])  # in this process; in a pool
+def test_cuda_out_of_memory_fails_its_trial_and_frees_its_memory(tmp_path, trials_per_device):
     kinds = ["hog", "hog", "ok", "ok", "ok", "ok"]
     url = enqueued_study(tmp_path, "oom", [{"kind": k} for k in kinds])
-    study = optnas.search(
-        hog_space,
-        "digits",
-        n_trials=6,
-        epochs=1,
-        devices="cuda",
-        trials_per_device=2,
-        storage=url,
-        study_name="oom",
-        seed=0,
-        dedup=False,
-    )
+    gc.disable()  # Memory must be free at once, not when the garbage collector next runs.
+    try:
+        study = optnas.search(
+            hog_space,
+            "digits",
+            n_trials=6,
+            epochs=1,
+            devices="cuda",
+            trials_per_device=trials_per_device,
+            storage=url,
+            study_name="oom",
+            seed=0,
+            dedup=False,
+        )
+    finally:
+        gc.enable()
     for trial in study.trials:
         if trial.params["kind"] == "hog":
             assert trial.state.name == "FAIL"
@@ -120,6 +133,7 @@ def test_search_on_cuda_records_costs_and_curves():
         n_trials=3,
         epochs=2,
         devices="cuda",
+        trials_per_device=2,
         storage="sqlite:///:memory:",
         seed=0,
         dedup=False,  # tiny_space has two architectures
