@@ -227,7 +227,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
         type=_budget,
         action="append",
         metavar="KEY=MAX",
-        help="skip networks with more params/flops/macs/latency than MAX (repeatable)",
+        help="skip networks with more params/flops/macs/latency (ms) than MAX (repeatable)",
     )
     flag("--latency-batch-size", key="latency_batch_size", type=_positive_int,
          help="batch size at which latency (ms) is timed")  # fmt: skip
@@ -326,7 +326,8 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in SAMPLER_NAMES]
     if unknown or not names:
         raise ValueError(
-            f"Unknown sampler {unknown[:1] or names}; valid names: {', '.join(SAMPLER_NAMES)}."
+            f"Unknown sampler {(unknown or names or [''])[0]!r}; valid names: "
+            f"{', '.join(SAMPLER_NAMES)}."
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = nb201.Table.load(args.table, args.dataset)
@@ -452,9 +453,10 @@ def _retrain(args: argparse.Namespace) -> int:
         artifacts=args.artifacts,
     )
     print(
-        f"Trial {number} retrained from scratch on train+validation ({result.train_samples} "
-        f"samples, {result.epochs} epochs, {result.seconds:.1f} s): test accuracy "
-        f"{result.test_accuracy:.4f} on {result.test_samples} test samples"
+        f"Trial {number} retrained from scratch on train+validation "
+        f"({result.train_samples:,} samples, {_count(result.epochs, 'epoch')}, "
+        f"{result.seconds:.1f} s): test accuracy {result.test_accuracy:.4f} on "
+        f"{result.test_samples:,} test samples"
     )
     return 0
 
@@ -653,7 +655,7 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
     untrained = sum(_untrained(t) for t in study.trials)
     skipped = f"; {untrained} not trained: over budget or duplicates" if untrained else ""
     lines = [
-        f"Study {study.study_name!r}: {len(study.trials)} trials "
+        f"Study {study.study_name!r}: {_count(len(study.trials), 'trial')} "
         f"({counts[state.COMPLETE]} complete, {counts[state.PRUNED]} pruned, "
         f"{counts[state.FAIL]} failed{skipped}{_unfinished(counts)})"
     ]
@@ -676,6 +678,10 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
             f"store; plain: optuna-dashboard {plain})",
         ]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _unfinished(counts: Mapping[Any, int]) -> str:

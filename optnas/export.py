@@ -192,7 +192,8 @@ def _space_and_data(
             raise ValueError(
                 f"Study {study.study_name!r} was searched in a space given as a Python "
                 "object (or not by optnas.search), so it cannot be rebuilt from storage: "
-                "pass space= (your space(trial, spec) function)."
+                "pass space= (your space(trial, spec) function); from the command line, "
+                "search with a space in a module, by import path (--space module:function)."
             )
     space_fn = spaces.get(space)
 

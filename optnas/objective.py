@@ -253,7 +253,7 @@ class Objective:
             # Optuna's convention: a constraint value <= 0 is feasible.
             trial.set_constraint(key, costs[key] - limit)
             if costs[key] > limit:
-                over.append(f"{key} {costs[key]:,} > {limit:,}")
+                over.append(f"{key} {_plain(costs[key])} > {_plain(limit)}")
         if over:
             trial.set_user_attr("epochs_trained", 0)
             raise optuna.TrialPruned(f"over budget: {'; '.join(over)} (not trained)")
@@ -289,6 +289,11 @@ _BUILD_LOCK = threading.RLock()
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")
+
+
+def _plain(value: float) -> str:
+    """``7,720`` for 7720 and 7720.0 alike, ``0.0185`` for 0.0185."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
 
 
 def _traceback_text(error: BaseException) -> str:

@@ -695,6 +695,7 @@ class _TrainingCounter:
         self.trained = 0
         self.in_flight = 0
         self.untrained_in_a_row = 0
+        self.least_over: dict[str, float] = {}  # budget -> least excess of this run
         self.exhausted = False
         self.bar = tqdm(total=n_trials, unit="trained") if show_progress_bar else None
         self._lock = threading.Lock()
@@ -706,6 +707,16 @@ class _TrainingCounter:
         if self.bar is not None:
             self.bar.close()
 
+    def _exhausted_message(self) -> str:
+        message = (
+            f"Stopped after {self.untrained_in_a_row} candidates in a row that were over "
+            "budget or already trained: the space within budget looks exhausted."
+        )
+        if self.least_over:
+            least = ", ".join(f"{k} by {v:,.6g}" for k, v in sorted(self.least_over.items()))
+            message += f" The closest of them exceeded the budgets: {least}."
+        return message
+
     def remaining(self) -> int | None:
         """Trainings still to run, or None without a target."""
         return None if self.target is None else max(self.target - self.trained, 0)
@@ -714,16 +725,18 @@ class _TrainingCounter:
         with self._lock:
             if _untrained(trial):
                 self.untrained_in_a_row += 1
+                for name, excess in (trial.constraints or {}).items():
+                    if excess > 0:
+                        self.least_over[name] = min(excess, self.least_over.get(name, excess))
                 if self.untrained_in_a_row >= self.MAX_UNTRAINED_IN_A_ROW:
-                    optuna.logging.get_logger("optnas").warning(
-                        f"Stopped after {self.untrained_in_a_row} candidates in a row that "
-                        "were over budget or already trained: the space within budget looks "
-                        "exhausted."
-                    )
+                    if self.bar is not None:
+                        self.bar.clear()  # The warning on a line of its own.
+                    optuna.logging.get_logger("optnas").warning(self._exhausted_message())
                     self.exhausted = True
                     study.stop()
             else:
                 self.untrained_in_a_row = 0
+                self.least_over = {}
                 self.trained += 1
                 if self.bar is not None:
                     self.bar.update()

@@ -131,7 +131,9 @@ def _open_storage(
             beats = _heartbeats(heartbeat_interval)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
     except Exception as error:  # SQLAlchemy and driver errors have no common base here.
-        raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}") from error
+        scheme = url.split("://", 1)[0]
+        hint = "; SQLAlchemy names PostgreSQL postgresql://" if scheme == "postgres" else ""
+        raise StorageError(f"Cannot open storage {_hide_password(url)}: {error}{hint}") from error
     if sqlite_file:
         _configure_sqlite(storage)
     return storage

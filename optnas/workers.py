@@ -176,15 +176,17 @@ def _wait(
     if show_progress_bar:
         from tqdm.auto import tqdm
 
+        from optnas.search import _untrained
         from optnas.storage import open_study
 
-        bar, study = tqdm(total=n_trials, unit="trial"), open_study(study_name, storage)
+        bar, study = tqdm(total=n_trials, unit="trained"), open_study(study_name, storage)
     try:
         while not interrupted and any(p.poll() is None for p in processes):
             time.sleep(0.5)
             if bar is not None and study is not None:
-                finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-                bar.update(finished - bar.n)
+                trials = study.get_trials(deepcopy=False)
+                trained = sum(t.state.is_finished() and not _untrained(t) for t in trials)
+                bar.update(trained - bar.n)
     finally:
         if bar is not None:
             bar.close()

@@ -91,7 +91,7 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
     main(["search", "--study-name", "only", "--n-trials", "1", "--epochs", "1"])
     capsys.readouterr()
     assert main(["show", "--storage", "studies/only.db"]) == 0
-    assert "Study 'only': 1 trials" in capsys.readouterr().out
+    assert "Study 'only': 1 trial (" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
         (["search", "--optimizer", "adam"], "--optimizer: expected 'adamw' or 'sgd', got 'adam'"),
         (["search", "--sampler", "tpee"], "--sampler: unknown sampler 'tpee'; valid names: auto"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
-        (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler ['bogus']"),
+        (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler 'bogus'"),
         (["bench", "nb201", "--table", "missing.csv"], "No NAS-Bench-201 table at missing.csv"),
     ],
 )

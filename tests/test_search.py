@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -415,3 +416,18 @@ def test_multi_objective_default_counts_candidate_costs_on_the_built_network():
     done = [t for t in study.trials if t.state == STATE.COMPLETE]
     assert len(done) == 13
     assert all(t.values[1] == t.user_attrs["params"] for t in done)
+
+
+def test_a_budget_no_network_meets_stops_saying_by_how_much(caplog):
+    logger = logging.getLogger("optnas")
+    logger.addHandler(caplog.handler)
+    try:
+        study = optnas.search("mlp", "wine", n_trials=2, epochs=1, storage=MEMORY,
+                              budgets={"params": 100}, sampler="random", seed=0)  # fmt: skip
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert len(study.trials) == 50 and not any(
+        t.user_attrs["epochs_trained"] for t in study.trials
+    )
+    least = min(t.user_attrs["params"] for t in study.trials) - 100
+    assert f"exceeded the budgets: params by {least:,}." in caplog.text
