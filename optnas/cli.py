@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import logging
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -491,9 +492,22 @@ def _search(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     _check_flags(file, overrides, args.flag_of)
     definition = file.replace(overrides, source=f"{file.source} with the flags given")
+    started = datetime.datetime.now()
     with _short_failures():
         study = definition.search(fork=args.fork, show_progress_bar=True)
     print(summary(study, _storage_url(definition["storage"], study.study_name)))
+    return _status_of_run(study, started)
+
+
+def _status_of_run(study: optuna.Study, started: datetime.datetime) -> int:
+    """1 when every trial this run started failed (a script should notice), else 0."""
+    ran = [t for t in study.trials if t.datetime_start and t.datetime_start >= started]
+    if ran and all(t.state.name == "FAIL" for t in ran):
+        print(
+            f"optnas search: error: all {_count(len(ran), 'trial')} of this run failed",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

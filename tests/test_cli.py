@@ -204,6 +204,14 @@ def test_search_keep_weights_flag(in_tmp):
     assert all([m.filename for m in ms] == ["architecture.svg"] for ms in metas)
 
 
+def test_a_run_whose_trials_all_fail_exits_1(in_tmp, capfd):
+    url = enqueued_study(in_tmp, "f", [{"kind": "oom"}] * 2)
+    argv = ["search", "--space", "conftest:failing_space", "--objectives", "accuracy",
+            "--storage", url, "--study-name", "f", "--n-trials", "2", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 1
+    assert "optnas search: error: all 2 trials of this run failed" in capfd.readouterr().err
+
+
 def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
     url = enqueued_study(in_tmp, "f", [{"kind": k} for k in ("oom", "ok", "oom", "oom")])
     argv = ["search", "--space", "conftest:failing_space", "--objectives", "accuracy",
