@@ -760,8 +760,9 @@ def _hypervolume_line(study: optuna.Study) -> str:
     bounds = ", ".join(
         f"{name} {_fmt(lo, name)}..{_fmt(hi, name)}" for name, (lo, hi) in bounds_of(study).items()
     )
+    error = "error; " if "accuracy" in (study.metric_names or []) else ""
     return (
-        f"Hypervolume: {hypervolume(study):.4f} of the unit box (error; costs log-scaled "
+        f"Hypervolume: {hypervolume(study):.4f} of the unit box ({error}costs log-scaled "
         f"between the study's extremes: {bounds}; reference point 1)"
     )
 
