@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import datetime
 import logging
+import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -490,9 +491,8 @@ def _search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     file = load(args.file or DEFAULT_FILE)
     overrides = _overrides(args)
-    _check_flags(file, overrides, args.flag_of)
-    definition = file.replace(overrides, source=f"{file.source} with the flags given")
-    started = datetime.datetime.now()
+    definition = _with_flags(file, overrides, args.flag_of)
+    started = datetime.datetime.now().replace(microsecond=0)  # MySQL keeps whole seconds
     with _short_failures():
         study = definition.search(fork=args.fork, show_progress_bar=True)
     print(summary(study, _storage_url(definition["storage"], study.study_name)))
@@ -511,21 +511,26 @@ def _status_of_run(study: optuna.Study, started: datetime.datetime) -> int:
     return 0
 
 
-def _check_flags(file: Any, overrides: dict[str, Any], flag_of: dict[str, str]) -> None:
-    """Each flag's value checked alone, so that an error names the flag, not the key."""
+def _with_flags(file: Any, overrides: dict[str, Any], flag_of: dict[str, str]) -> Any:
+    """The study file with the flags' values; an error names the flag at fault where one
+    alone is (--optimizer: ...), not the study-file key."""
     from optnas.definition import DefinitionError
 
-    for key, value in overrides.items():
-        try:
-            file.replace({key: value})
-        except DefinitionError as error:
-            flag = flag_of.get(key.split(".")[0] if key.startswith("budgets.") else key)
-            if flag is None:
-                raise
-            why = str(error).removeprefix(f"{file.source}: ")
-            for named in (key, f"{key}.name"):
-                why = why.removeprefix(f"key {named!r}: ")
-            raise DefinitionError(f"{flag}: {why}") from None
+    try:
+        return file.replace(overrides, source=f"{file.source} with the flags given")
+    except DefinitionError as combined:
+        for key, value in overrides.items():
+            try:
+                file.replace({key: value})
+            except DefinitionError as error:
+                flag = flag_of.get(key.split(".")[0] if key.startswith("budgets.") else key)
+                if flag is None:
+                    raise
+                why = str(error).removeprefix(f"{file.source}: ")
+                for named in (key, f"{key}.name"):
+                    why = why.removeprefix(f"key {named!r}: ")
+                raise DefinitionError(f"{flag}: {why}") from None
+        raise combined
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -551,6 +556,9 @@ _FILE_KEYS = frozenset(
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from optnas.workers import pin_to_given_cores
+
+    pin_to_given_cores()  # First: torch sizes its thread pools from the cores when imported.
     import optuna
 
     from optnas.workers import work
@@ -612,6 +620,9 @@ class _ShortFailures(logging.Filter):
             return True
         if not self.traceback_shown:
             self.traceback_shown = True
+            text = getattr(error, "traceback_text", None)
+            if text:  # Raised again without its frames: the text tells where it failed.
+                record.exc_info, record.exc_text = None, text.rstrip()
             return True
         record.msg = f"{number} failed: {type(error).__name__}: {error}"
         record.args, record.exc_info, record.exc_text = (), None, None
@@ -719,8 +730,12 @@ def _failure_lines(
         f"  trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
         for t in shown
     ]
-    where = f" --storage {storage_url}" if storage_url else ""
-    command = f"optnas show{where} --study-name {study.study_name} --trial {shown[-1].number}"
+    if storage_url is None or storage_url.endswith(":memory:"):
+        return lines  # No command can reach it from another process.
+    command = (
+        f"optnas show --storage {shlex.quote(storage_url)} "
+        f"--study-name {shlex.quote(study.study_name)} --trial {shown[-1].number}"
+    )
     return [*lines, f"A failed trial's record and traceback: {command}"]
 
 

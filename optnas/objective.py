@@ -116,6 +116,8 @@ class Objective:
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             trial.set_user_attr("fail_traceback", _traceback_text(error))
+            if self.runner.unusable is not None:
+                trial.study.stop()  # This process's CUDA context is gone: nothing would train.
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")

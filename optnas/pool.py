@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+import optuna
 import torch
 from torch import nn
 
@@ -39,6 +40,7 @@ __all__ = [
     "Runner",
     "Slot",
     "WorkerDiedError",
+    "is_fatal",
     "default_trials_per_device",
 ]
 
@@ -79,6 +81,7 @@ class Runner(Protocol):
     """Hands out slots: :class:`LocalRunner` or :class:`DevicePool`."""
 
     size: int
+    unusable: BaseException | None  # A fatal error that left it unable to train.
 
     def slot(self) -> contextlib.AbstractContextManager[Slot]:
         """A free slot, held until the ``with`` block ends."""
@@ -160,6 +163,7 @@ class LocalRunner:
         self.val = to_device(val, device)
         self._lock = threading.Lock()
         self._model: nn.Module | None = None
+        self.unusable: BaseException | None = None
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[LocalRunner]:
@@ -194,13 +198,18 @@ class LocalRunner:
     def _freeing(self, step: Callable[[], _T]) -> _T:
         """``step()``; when it raises (a failure, or the pruner's stop), the error goes on
         without its traceback, whose frames would hold the network, its optimizer and the
-        last batch until the garbage collector ran (Optuna keeps the error in a cycle)."""
+        last batch until the garbage collector ran (Optuna keeps the error in a cycle).
+        After a fatal CUDA error (:func:`is_fatal`) this process cannot train again:
+        ``unusable`` holds the error, and the search stops on it."""
         try:
             return step()
         except BaseException as error:
             failure = _detached(error)
         self._model = None
-        _release_memory(self.device)
+        if is_fatal(failure):
+            self.unusable = failure
+        elif isinstance(failure, Exception) and not isinstance(failure, _PRUNED):
+            _release_memory(self.device)
         raise failure
 
     def weights(self) -> bytes:
@@ -257,6 +266,7 @@ class DevicePool:
             for d in map(torch.device, devices)
         ]
         self.size = len(devices) * trials_per_device
+        self.unusable: BaseException | None = None  # A broken worker is replaced instead.
         threads = max(1, cpu_cores() // self.size)
         splits = tuple(t.share_memory_() for t in (*train, *val))
         self._slots = [
@@ -422,6 +432,9 @@ class _Stopped(Exception):
     """The parent stopped the training (pruned, or its epoch callback raised)."""
 
 
+_PRUNED = (optuna.TrialPruned, _Stopped)
+
+
 def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor, ...]) -> None:
     """A worker's loop: measure and train the networks the parent sends, one at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
@@ -474,36 +487,58 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
         if failure is not None:
             # Outside the except block, so that nothing holds the failed step's tensors.
             model = trained = loaded = None
-            _release_memory(device)
-            _send_error(conn, failure, fatal=_is_fatal(failure))
-            if _is_fatal(failure):
+            if is_fatal(failure):  # Freeing memory would raise again: the process ends.
+                _send_error(conn, failure, fatal=True)
                 return  # The parent starts a new worker in its place.
+            _release_memory(device)
+            _send_error(conn, failure)
 
 
-def _is_fatal(error: BaseException) -> bool:
-    """A CUDA error that leaves the process's CUDA context unusable (an illegal address,
-    a device-side assert): only a new process trains again. Out-of-memory is not one."""
+_FATAL = ("CUDA error: ", "CUBLAS_STATUS_EXECUTION_FAILED", "CUDNN_STATUS_EXECUTION_FAILED")
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether ``error`` is a CUDA error that leaves the process's CUDA context unusable
+    (an illegal address, a device-side assert, a failed kernel): only a new process trains
+    again. Out-of-memory is not one.
+
+    Example:
+        >>> is_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
+        True
+        >>> is_fatal(torch.OutOfMemoryError("CUDA out of memory."))
+        False
+    """
     if isinstance(error, torch.OutOfMemoryError):
         return False
     accelerator = getattr(torch, "AcceleratorError", ())  # torch >= 2.8
-    return isinstance(error, accelerator) or "CUDA error: " in str(error)
+    return isinstance(error, accelerator) or any(text in str(error) for text in _FATAL)
 
 
 def _detached(error: BaseException) -> BaseException:
     """``error`` without tracebacks, which would keep the failed step's tensors alive;
-    their text goes along as ``error.traceback_text`` (the trial's ``fail_traceback``)."""
-    error.traceback_text = "".join(traceback.format_exception(error))  # type: ignore[attr-defined]
-    seen = error
-    while seen is not None:
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__
+    a failure's text goes along as ``error.traceback_text`` (the trial's
+    ``fail_traceback``)."""
+    if not isinstance(error, _PRUNED):
+        text = "".join(traceback.format_exception(error))
+        error.traceback_text = text  # type: ignore[attr-defined]
+    pending, seen = [error], set()
+    while pending:  # Its causes and contexts too: each holds frames of its own.
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        pending += [link.__cause__, link.__context__]
     return error
 
 
 def _release_memory(device: torch.device) -> None:
-    # After an out-of-memory error the cached blocks would starve the other slots.
-    if device.type == "cuda":
-        gc.collect()
+    """After an out-of-memory error the cached blocks would starve the other slots. A
+    failure here (a CUDA context that broke after all) must not hide the trial's error."""
+    if device.type != "cuda":
+        return
+    gc.collect()
+    with contextlib.suppress(Exception):
         torch.cuda.empty_cache()
 
 

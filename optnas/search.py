@@ -29,6 +29,8 @@ from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_stu
 if TYPE_CHECKING:
     from optnas.data import Dataset
     from optnas.definition import Definition
+    from optnas.objective import Objective
+    from optnas.pool import Runner
 
 __all__ = [
     "COSTS",
@@ -56,7 +58,7 @@ def search(
     data: str | tuple[Any, Any] | Dataset = "digits",
     objectives: Sequence[str] = ("accuracy",),
     *,
-    n_trials: int | None = 20,
+    n_trials: int | Literal["unlimited"] | None = 20,
     timeout: float | None = None,
     epochs: int = 10,
     batch_size: int = 128,
@@ -107,7 +109,7 @@ def search(
             ``"macs"`` and ``"latency"`` (milliseconds; minimized), in the order of the
             study's values.
         n_trials: Candidates to train in this call (added to any the study already has);
-            None: no limit (a study file's ``"unlimited"``), until ``timeout``, an
+            None or ``"unlimited"``: no limit, until ``timeout``, an
             interruption, or the exhaustion below. Candidates over budget or already
             trained are recorded as pruned trials but not counted, since they cost no
             training; after 50 of them in a row the search stops, the space within budget
@@ -202,6 +204,8 @@ def search(
         >>> len(study.trials)
         2
     """
+    if n_trials == "unlimited":  # A study file's word for None.
+        n_trials = None
     call = dict(locals())  # The arguments, as given: recorded as the study's definition.
     # torch is imported here, not at module level, to keep `import optnas` fast.
     from optnas import definition, spaces
@@ -291,7 +295,8 @@ def search(
         from optnas.workers import run_workers
 
         # "auto" on the whole machine, shared out: each worker sees only its cores.
-        per_worker = max(1, slots // workers) if trials_per_device == "auto" else None
+        started = workers if n_trials is None else min(workers, n_trials)
+        per_worker = max(1, slots // started) if trials_per_device == "auto" else None
         run_workers(url, name, workers, n_trials=n_trials, timeout=timeout,
                     trials_per_device=per_worker, show_progress_bar=show_progress_bar)  # fmt: skip
         return open_study(name, url)
@@ -329,7 +334,20 @@ def search(
     finally:
         runner.close()
     guard.raise_if_tripped()
+    _raise_if_unusable(runner)
     return study
+
+
+def _raise_if_unusable(runner: Runner) -> None:
+    """A CUDA error that broke this process's CUDA context stopped the search: say so."""
+    unusable = runner.unusable
+    if unusable is not None:
+        raise SearchError(
+            f"A trial's CUDA error left this process unable to use the GPU "
+            f"({type(unusable).__name__}: {unusable}), so the search stopped. Run the same "
+            "command again: the study resumes. With trials_per_device > 1 the trials run in "
+            "worker processes, and a broken one is replaced without stopping."
+        )
 
 
 def record(study: optuna.Study, definition: Definition, *, replace: bool = False) -> None:
@@ -408,7 +426,7 @@ def _check_artifacts(artifacts: Any) -> None:
 
 def _optimize(
     study: optuna.Study,
-    objective: Callable[[optuna.Trial], Any],
+    objective: Objective,
     counter: _TrainingCounter,
     guard: _FailureGuard,
     *,
@@ -423,7 +441,7 @@ def _optimize(
     the difference.
     """
     start = time.monotonic()
-    while not (guard.tripped or counter.exhausted):
+    while not (guard.tripped or counter.exhausted or objective.runner.unusable):
         remaining = counter.remaining()
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if remaining == 0 or (left is not None and left <= 0):
@@ -713,7 +731,9 @@ class _TrainingCounter:
             "budget or already trained: the space within budget looks exhausted."
         )
         if self.least_over:
-            least = ", ".join(f"{k} by {v:,.6g}" for k, v in sorted(self.least_over.items()))
+            from optnas.objective import _plain
+
+            least = ", ".join(f"{k} by {_plain(v)}" for k, v in sorted(self.least_over.items()))
             message += f" The closest of them exceeded the budgets: {least}."
         return message
 

@@ -307,8 +307,8 @@ def _fork(
         raise ValueError(
             f"fork needs a new study name, other than {source!r}, but got {target!r}."
         )
-    if isinstance(storage, str):
-        storage = _open_storage(storage, create=True)  # One object: ":memory:" stays one.
+    if isinstance(storage, str):  # One object: ":memory:" stays one. Created by no fork:
+        storage = _open_storage(storage, create=False)  # the source would be in it.
     to_url = storage if storage is not None else default_storage(target)
     if storage is None and _sqlite_file(to_url).exists():
         to_storage = _open_storage(to_url, create=False)

@@ -100,10 +100,9 @@ def run_workers(
     shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
     shares = [share for share in shares if share != 0]
     processes = [
-        _start(storage, study_name, share, timeout, trials_per_device) for share in shares
+        _start(storage, study_name, share, timeout, trials_per_device, _cores(i, len(shares)))
+        for i, share in enumerate(shares)
     ]
-    for index, process in enumerate(processes):
-        _pin(process, index, len(processes))
     try:
         with _ctrl_c_as_a_flag() as interrupted:
             _wait(processes, storage, study_name, n_trials, show_progress_bar, interrupted)
@@ -135,6 +134,7 @@ def _start(
     n_trials: int | None,
     timeout: float | None,
     trials_per_device: int | None,
+    cores: list[int] | None,
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "optnas", "worker", "--storage", storage]
     command += ["--study-name", study_name, "--quiet"]
@@ -145,22 +145,41 @@ def _start(
         command += ["--trials-per-device", str(trials_per_device)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
+    if cores is not None:  # The worker pins itself before it imports torch.
+        env[CORES_ENV] = ",".join(map(str, cores))
     # A session of its own: a terminal's Ctrl-C reaches this process alone, which passes
     # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
     # trials' ends and leave them RUNNING.
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
-def _pin(process: subprocess.Popen[bytes], index: int, workers: int) -> None:
-    """Run worker ``index`` of ``workers`` on its share of this process's cores (every
-    ``workers``-th one; one core shared round-robin when there are more workers than
-    cores). Set before the worker imports anything, so its threads all inherit it."""
-    try:
-        cores = sorted(os.sched_getaffinity(0))
-        share = cores[index::workers] or [cores[index % len(cores)]]
-        os.sched_setaffinity(process.pid, share)
-    except (AttributeError, OSError):  # No affinity here (macOS), or it already ended.
-        pass
+CORES_ENV = "OPTNAS_WORKER_CORES"
+"""The cores (``"0,1"``) a worker started by :func:`run_workers` runs on; it pins itself
+to them first thing (:func:`pin_to_given_cores`), before torch sizes its thread pools."""
+
+
+def _cores(index: int, workers: int) -> list[int] | None:
+    """Worker ``index``'s share of this process's cores: a contiguous block of them (one
+    core, shared round-robin, when there are more workers than cores); None where a
+    process cannot choose its cores (macOS)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    n = len(cores)
+    if workers > n:
+        return [cores[index % n]]
+    return cores[index * n // workers : (index + 1) * n // workers]
+
+
+def pin_to_given_cores() -> None:
+    """Run this process on the cores :data:`CORES_ENV` names, if it names any.
+
+    Example:
+        >>> pin_to_given_cores()  # without OPTNAS_WORKER_CORES: nothing changes
+    """
+    given = os.environ.pop(CORES_ENV, None)
+    if given and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(core) for core in given.split(",")})
 
 
 def _wait(

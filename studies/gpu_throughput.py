@@ -230,6 +230,8 @@ def main() -> None:
     val = (standardized(x[args.train :]), torch.from_numpy(y[args.train :]))
 
     parts = set(args.parts.split(",")) | ({"b"} if args.compile else set())
+    if parts - {"a", "b", "c"}:
+        parser.error(f"--parts takes a, b, c; got {args.parts!r}")
     rows: list[tuple[str, float]] = []
     report: dict = {"device": name, "args": {k: str(v) for k, v in vars(args).items()}}
     loader = None

@@ -218,7 +218,8 @@ def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
             "--storage", url, "--study-name", "f", "--n-trials", "4", "--epochs", "1"]  # fmt: skip
     assert main(argv) == 0
     out, err = capfd.readouterr()
-    assert err.count("Traceback (most recent call last)") == 1  # the first failure's
+    assert err.count("Traceback (most recent call last)") == 1  # the first failure's...
+    assert 'in forward\n    raise torch.OutOfMemoryError("CUDA out' in err  # ...to its source
     assert "Trial 2 failed: OutOfMemoryError: CUDA out of memory" in err
     assert "failed with value" not in err
     assert "Failed trials:\n  trial 0: OutOfMemoryError" in out
@@ -245,3 +246,12 @@ def test_objective_names_of_the_cli_are_those_of_search():
     from optnas.search import OBJECTIVES
 
     assert tuple(OBJECTIVES) == OBJECTIVE_NAMES
+
+
+def test_flags_that_only_fit_together_are_taken_together(in_tmp, capsys):
+    # Median needs one objective: the default file has three, the flags make it one.
+    argv = ["search", "--objectives", "accuracy", "--pruner", "median", "--data", "wine",
+            "--n-trials", "1", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["search", "--pruner", "median", "--objectives", "accuracy,params"]) == 1
+    assert "works with one objective only" in capsys.readouterr().err

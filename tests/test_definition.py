@@ -265,13 +265,17 @@ def test_a_file_can_name_a_space_by_import_path(tmp_path, in_tmp):
     assert set(study.trials[0].params) == {"width"}
 
 
-def test_unlimited_trials_run_until_the_timeout_and_are_recorded_so(tmp_path, in_tmp, capsys):
-    path = _write(tmp_path, GOOD + 'n_trials = 2\nsampler = "random"\n[train]\nepochs = 1\n')
-    argv = ["search", str(path), "--n-trials", "unlimited", "--timeout", "3", "--study", "u"]
-    assert main(argv) == 0
+def test_unlimited_trials_run_until_the_space_is_exhausted_and_are_recorded_so(
+    tmp_path, in_tmp, capsys
+):
+    text = ('objectives = ["accuracy"]\nspace = "conftest:tiny_space"\ndata = "digits"\n'
+            "n_trials = 1\n[train]\nepochs = 1\n")  # fmt: skip
+    path = _write(tmp_path, text)
+    assert main(["search", str(path), "--n-trials", "unlimited", "--study-name", "u"]) == 0
     study = open_study("u", None)
     trained = [t for t in study.trials if t.user_attrs.get("epochs_trained")]
-    assert len(trained) > 2  # the file's 2 was lifted; the timeout stopped it
+    assert len(trained) == 2  # tiny_space's two networks: the file's 1 was lifted
+    assert not any(t.user_attrs["epochs_trained"] for t in study.trials[-50:])  # exhausted
     assert Definition.from_study(study)["n_trials"] == "unlimited"
     assert load(path).replace({"n_trials": "unlimited"}).search_kwargs()["n_trials"] is None
     with pytest.raises(DefinitionError, match="a whole number ≥ 1 or 'unlimited', got 'all'"):

@@ -169,3 +169,30 @@ def test_failed_and_pruned_trials_free_their_network_at_once(tmp_path):
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "PRUNED", "FAIL", "PRUNED"]
     assert alive == [False] * 4
+
+
+class _BreaksCuda(nn.Module):
+    """Fails its first training batch as a CUDA error that breaks a process's context."""
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, spec.num_classes))
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.body(x)
+
+
+def test_a_fatal_cuda_error_in_this_process_stops_the_search(tmp_path):
+    def space(trial, spec):
+        trial.suggest_int("x", 0, 9)
+        return _BreaksCuda(spec)
+
+    url = f"sqlite:///{tmp_path}/u.db"
+    with pytest.raises(optnas.SearchError, match="unable to use the GPU.*study resumes"):
+        optnas.search(space, "digits", n_trials=5, epochs=1, trials_per_device=1,
+                      storage=url, study_name="u")  # fmt: skip
+    (trial,) = optuna.load_study(study_name="u", storage=url).trials  # no other one started
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert "illegal memory access" in trial.user_attrs["fail_reason"]
