@@ -586,8 +586,16 @@ def _show(args: argparse.Namespace) -> int:
     name = args.study_name or _default_name(args)
     study = open_study(name, args.storage)
     if args.definition:
+        definition = Definition.from_study(study)
         print(f"# The definition of study {study.study_name!r}, as a study file.")
-        print(Definition.from_study(study).to_toml(), end="")
+        unnamed = [k for k in ("space", "sampler", "pruner") if definition[k]["name"][:1] == "<"]
+        if unnamed or str(definition["data"]["name"]).startswith("<"):
+            print(
+                "# It cannot be run as it is: what optnas.search was given as Python objects "
+                "(names in <...>) must be named instead (a built-in name or "
+                "'package.module:attribute')."
+            )
+        print(definition.to_toml(), end="")
         return 0
     if args.trial is not None:
         from optnas.export import trial_of

@@ -242,7 +242,7 @@ def test_a_study_rebuilds_from_its_storage_alone(in_tmp, capsys):
     assert json.loads(again.user_attrs[DEFINITION_ATTR])["seed"] == 3
 
 
-def test_functions_are_recorded_by_import_path_and_local_ones_cannot_be_rebuilt(in_tmp):
+def test_functions_are_recorded_by_import_path_and_local_ones_cannot_be_rebuilt(in_tmp, capsys):
     from conftest import tiny_space
 
     study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage=None)
@@ -256,6 +256,9 @@ def test_functions_are_recorded_by_import_path_and_local_ones_cannot_be_rebuilt(
     assert definition["space"]["name"].startswith("<")
     with pytest.raises(DefinitionError, match="cannot be rebuilt"):
         definition.search_kwargs()
+    assert main(["show", "--study-name", "local", "--definition"]) == 0
+    shown = capsys.readouterr().out
+    assert "# It cannot be run as it is" in shown and 'name = "<' in shown
 
 
 def test_a_file_can_name_a_space_by_import_path(tmp_path, in_tmp):
