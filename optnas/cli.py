@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import datetime
 import logging
+import re
 import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -516,21 +517,18 @@ def _with_flags(file: Any, overrides: dict[str, Any], flag_of: dict[str, str]) -
     alone is (--optimizer: ...), not the study-file key."""
     from optnas.definition import DefinitionError
 
+    source = f"{file.source} with the flags given"
     try:
-        return file.replace(overrides, source=f"{file.source} with the flags given")
-    except DefinitionError as combined:
-        for key, value in overrides.items():
-            try:
-                file.replace({key: value})
-            except DefinitionError as error:
-                flag = flag_of.get(key.split(".")[0] if key.startswith("budgets.") else key)
-                if flag is None:
-                    raise
-                why = str(error).removeprefix(f"{file.source}: ")
-                for named in (key, f"{key}.name"):
-                    why = why.removeprefix(f"key {named!r}: ")
-                raise DefinitionError(f"{flag}: {why}") from None
-        raise combined
+        return file.replace(overrides, source=source)
+    except DefinitionError as error:
+        why = str(error).removeprefix(f"{source}: ")
+        named = re.search(r"key '([^']+)'", why)
+        key = named.group(1) if named else ""
+        parent = key.rsplit(".", 1)[0]  # space for space.name, budgets for budgets.params
+        flag = flag_of.get(key) or flag_of.get(parent)
+        if flag is None or not {key, parent} & set(overrides):
+            raise  # The file's own value: the message names the file and the key.
+        raise DefinitionError(f"{flag}: {why.removeprefix(f'key {key!r}: ')}") from None
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -588,8 +586,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.definition:
         definition = Definition.from_study(study)
         print(f"# The definition of study {study.study_name!r}, as a study file.")
-        unnamed = [k for k in ("space", "sampler", "pruner") if definition[k]["name"][:1] == "<"]
-        if unnamed or str(definition["data"]["name"]).startswith("<"):
+        if definition.python_objects():
             print(
                 "# It cannot be run as it is: what optnas.search was given as Python objects "
                 "(names in <...>) must be named instead (a built-in name or "
@@ -621,6 +618,8 @@ class _ShortFailures(logging.Filter):
         if not record.exc_info or " failed with parameters: " not in message:
             return True
         error = record.exc_info[1]
+        if error is None:
+            return True
         number = message.split(" failed", 1)[0]
         if isinstance(error, KeyboardInterrupt):
             record.msg = f"{number} interrupted (Ctrl-C); recorded as failed"

@@ -352,18 +352,32 @@ class Definition:
         for section in ("data", "train"):
             for key, spec in SCHEMA[section].items():
                 kwargs[spec.argument or key] = v[section][key]
-        for name in ("space", "sampler", "pruner"):
-            if str(v[name]["name"]).startswith("<"):
+        for name in self.python_objects():
+            if name == "data":
                 raise DefinitionError(
-                    f"{self.source}: the {name} {v[name]['name']} was a Python object "
-                    f"given to optnas.search, which cannot be rebuilt; name a {name} instead."
+                    f"{self.source}: the data {v['data']['name']} were given to optnas.search "
+                    "as arrays or a Dataset, which cannot be rebuilt from storage."
                 )
-        if str(v["data"]["name"]).startswith("<"):
             raise DefinitionError(
-                f"{self.source}: the data {v['data']['name']} were given to optnas.search "
-                "as arrays or a Dataset, which cannot be rebuilt from storage."
+                f"{self.source}: the {name} {v[name]['name']} was a Python object "
+                f"given to optnas.search, which cannot be rebuilt; name a {name} instead."
             )
         return kwargs
+
+    def python_objects(self) -> list[str]:
+        """The keys among space, sampler, pruner and data that ``optnas.search`` was given
+        as Python objects (recorded as ``"<...>"``), which no name rebuilds: a definition
+        with any cannot be run as it is.
+
+        Example:
+            >>> load(DEFAULT_FILE).python_objects()
+            []
+        """
+        return [
+            key
+            for key in ("space", "sampler", "pruner", "data")
+            if str(self.values[key]["name"]).startswith("<")
+        ]
 
     def search(self, *, fork: str | None = None, show_progress_bar: bool = False) -> optuna.Study:
         """Run this definition: :func:`optnas.search` with :meth:`search_kwargs` (and

@@ -25,6 +25,7 @@ With an artifact store, a trial also uploads the diagram of its network
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -116,8 +117,9 @@ class Objective:
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             trial.set_user_attr("fail_traceback", _traceback_text(error))
-            if self.runner.unusable is not None:
-                trial.study.stop()  # This process's CUDA context is gone: nothing would train.
+            if getattr(self.runner, "unusable", None) is not None:
+                with contextlib.suppress(RuntimeError):  # Outside study.optimize: no loop.
+                    trial.study.stop()  # This process's CUDA context is gone.
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")

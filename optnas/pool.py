@@ -485,33 +485,46 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
         except Exception as error:
             failure = _detached(error)
         if failure is not None:
+            if is_fatal(failure):  # Before any freeing, which could fail in turn.
+                _send_error(conn, failure, fatal=True)
+                return  # The process ends; the parent starts a new worker in its place.
             # Outside the except block, so that nothing holds the failed step's tensors.
             model = trained = loaded = None
-            if is_fatal(failure):  # Freeing memory would raise again: the process ends.
-                _send_error(conn, failure, fatal=True)
-                return  # The parent starts a new worker in its place.
             _release_memory(device)
             _send_error(conn, failure)
 
 
-_FATAL = ("CUDA error: ", "CUBLAS_STATUS_EXECUTION_FAILED", "CUDNN_STATUS_EXECUTION_FAILED")
+# CUDA's "sticky" errors: after one, every CUDA call of the process fails. Others (out of
+# memory, a launch configuration a network's shapes exceed) fail their call alone.
+_FATAL = (
+    "illegal memory access",
+    "device-side assert",
+    "misaligned address",
+    "illegal instruction",
+    "unspecified launch failure",
+    "launch timed out",
+    "hardware stack error",
+    "EXECUTION_FAILED",  # cuBLAS's and cuDNN's word for a kernel that failed so
+)
 
 
 def is_fatal(error: BaseException) -> bool:
     """Whether ``error`` is a CUDA error that leaves the process's CUDA context unusable
     (an illegal address, a device-side assert, a failed kernel): only a new process trains
-    again. Out-of-memory is not one.
+    again. Out-of-memory and other errors of one call are not.
 
     Example:
         >>> is_fatal(RuntimeError("CUDA error: an illegal memory access was encountered"))
         True
-        >>> is_fatal(torch.OutOfMemoryError("CUDA out of memory."))
+        >>> is_fatal(RuntimeError("CUDA error: invalid configuration argument"))
         False
     """
     if isinstance(error, torch.OutOfMemoryError):
         return False
-    accelerator = getattr(torch, "AcceleratorError", ())  # torch >= 2.8
-    return isinstance(error, accelerator) or any(text in str(error) for text in _FATAL)
+    text = str(error)
+    return ("CUDA" in text or "CUBLAS" in text or "CUDNN" in text) and any(
+        sticky in text for sticky in _FATAL
+    )
 
 
 def _detached(error: BaseException) -> BaseException:

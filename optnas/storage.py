@@ -115,14 +115,14 @@ def _storage_errors(url: str | None) -> Iterator[None]:
 def _open_storage(
     url: str, *, create: bool, heartbeat_interval: int | None = None
 ) -> optuna.storages.BaseStorage:
-    if url == "sqlite:///:memory:":
-        # SQLite gives each thread its own in-memory database; parallel trials need one.
-        return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
         return _journal(url, create=create)
     if "://" not in url:
         url = f"sqlite:///{url}"
-    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
+    if url == "sqlite:///:memory:":
+        # SQLite gives each thread its own in-memory database; parallel trials need one.
+        return optuna.storages.InMemoryStorage()
+    sqlite_file = url.startswith("sqlite:///")
     if sqlite_file:
         _check_sqlite_file(_sqlite_file(url), create=create)
     try:

@@ -147,6 +147,8 @@ def _start(
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
     if cores is not None:  # The worker pins itself before it imports torch.
         env[CORES_ENV] = ",".join(map(str, cores))
+        for pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(pool, str(len(cores)))  # Thread pools sized to the share.
     # A session of its own: a terminal's Ctrl-C reaches this process alone, which passes
     # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
     # trials' ends and leave them RUNNING.
@@ -178,8 +180,15 @@ def pin_to_given_cores() -> None:
         >>> pin_to_given_cores()  # without OPTNAS_WORKER_CORES: nothing changes
     """
     given = os.environ.pop(CORES_ENV, None)
-    if given and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(core) for core in given.split(",")})
+    if not given or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = {int(core) for core in given.split(",")}
+    threads = [0]  # This thread; on Linux every one, numpy's BLAS pool already started too.
+    with contextlib.suppress(OSError):
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    for thread in threads:
+        with contextlib.suppress(OSError):  # A thread that ended meanwhile, or no right to.
+            os.sched_setaffinity(thread, cores)
 
 
 def _wait(

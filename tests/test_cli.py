@@ -100,6 +100,10 @@ def test_show_finds_the_only_study_of_a_storage(in_tmp, capsys):
         (["search", "--sampler", "bogus"], "unknown sampler 'bogus'; valid names: auto, tpe"),
         (["search", "--budget", "energy=3"], "--budget: unknown key 'budgets.energy'"),
         (["search", "--optimizer", "adam"], "--optimizer: expected 'adamw' or 'sgd', got 'adam'"),
+        (
+            ["search", "--objectives", "accuracy", "--pruner", "median", "--label-smoothing", "2"],
+            "--label-smoothing: expected a number in [0, 1), got 2.0",
+        ),
         (["search", "--sampler", "tpee"], "--sampler: unknown sampler 'tpee'; valid names: auto"),
         (["show", "--study-name", "missing"], "sqlite:///studies/missing.db: no such file"),
         (["bench", "nb201", "--sampler", "auto,bogus"], "Unknown sampler 'bogus'"),
