@@ -307,8 +307,11 @@ def _fork(
         raise ValueError(
             f"fork needs a new study name, other than {source!r}, but got {target!r}."
         )
+    given = storage
     if isinstance(storage, str):  # One object: ":memory:" stays one. Created by no fork:
         storage = _open_storage(storage, create=False)  # the source would be in it.
+    # A URL is handed back as such, so that the search opens it with its heartbeats.
+    keep = given if isinstance(given, str) and not given.endswith(":memory:") else storage
     to_url = storage if storage is not None else default_storage(target)
     if storage is None and _sqlite_file(to_url).exists():
         to_storage = _open_storage(to_url, create=False)
@@ -324,7 +327,7 @@ def _fork(
                 f"exists{f' (a fork of {forked_from!r})' if forked_from else ''}; choose "
                 "another name for the fork."
             )
-        return target, storage, False
+        return target, keep, False
     from_storage = storage if storage is not None else default_storage(source)
     if isinstance(from_storage, str):
         if not _sqlite_file(from_storage).exists():
@@ -351,4 +354,4 @@ def _fork(
     optuna.load_study(study_name=target, storage=to_storage).set_user_attr(
         "optnas.forked_from", source
     )
-    return target, storage, True
+    return target, keep, True

@@ -174,6 +174,7 @@ def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp)
         optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"epochs": 2}, fork="s-2"
     )
     assert study.study_name == "s-2"
+    assert study._storage.get_heartbeat_interval() == 60  # the URL opened as a search does
     original = optuna.load_study(study_name="s", storage=kwargs["storage"])
     assert len(study.trials) > len(original.trials)
     assert Definition.from_study(study)["train"]["epochs"] == 2
