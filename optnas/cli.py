@@ -622,18 +622,19 @@ class _ShortFailures(logging.Filter):
             return True
         number = message.split(" failed", 1)[0]
         if isinstance(error, KeyboardInterrupt):
-            record.msg = f"{number} interrupted (Ctrl-C); recorded as failed"
-            record.args, record.exc_info, record.exc_text = (), None, None
-            return True
+            return _one_line(record, f"{number} interrupted (Ctrl-C); recorded as failed")
         if not self.traceback_shown:
             self.traceback_shown = True
             text = getattr(error, "traceback_text", None)
             if text:  # Raised again without its frames: the text tells where it failed.
                 record.exc_info, record.exc_text = None, text.rstrip()
             return True
-        record.msg = f"{number} failed: {type(error).__name__}: {error}"
-        record.args, record.exc_info, record.exc_text = (), None, None
-        return True
+        return _one_line(record, f"{number} failed: {type(error).__name__}: {error}")
+
+
+def _one_line(record: logging.LogRecord, message: str) -> bool:
+    record.msg, record.args, record.exc_info, record.exc_text = message, (), None, None
+    return True
 
 
 @contextlib.contextmanager
