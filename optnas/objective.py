@@ -117,12 +117,14 @@ class Objective:
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             trial.set_user_attr("fail_traceback", _traceback_text(error))
+            _untrained_unless_trained(trial)
             if getattr(self.runner, "unusable", None) is not None:
                 with contextlib.suppress(RuntimeError):  # Outside study.optimize: no loop.
                     trial.study.stop()  # This process's CUDA context is gone.
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")
+            _untrained_unless_trained(trial)
             raise
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
@@ -293,6 +295,12 @@ _BUILD_LOCK = threading.RLock()
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")
+
+
+def _untrained_unless_trained(trial: optuna.Trial) -> None:
+    """``epochs_trained`` 0 for a trial that failed before its training began."""
+    if "epochs_trained" not in trial.user_attrs:
+        trial.set_user_attr("epochs_trained", 0)
 
 
 def _plain(value: float) -> str:

@@ -237,6 +237,7 @@ def test_a_failing_trial_fails_alone_with_its_reason(space, reason):
     states = [t.state for t in study.trials]
     assert states == [STATE.FAIL, STATE.COMPLETE, STATE.FAIL, STATE.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"].startswith(reason)
+    assert study.trials[0].user_attrs["epochs_trained"] == 0  # failed before training
 
 
 def test_diverging_child_fails_with_the_reason():
