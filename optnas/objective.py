@@ -136,6 +136,10 @@ class Objective:
             self._upload_diagram(trial, model)
             del model  # The slot holds it now (in this process or a worker).
             self._check_budgets(trial, costs)
+            if "accuracy" not in self.objectives:  # No value would depend on its training.
+                trial.set_user_attr("epochs_trained", 0)
+                out = tuple(float(costs[name]) for name in self.objectives)
+                return out if len(out) > 1 else out[0]
             trial.set_user_attr("training", self.training)
             if self.dedup:
                 self._skip_duplicate(trial)

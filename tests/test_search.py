@@ -432,3 +432,12 @@ def test_a_budget_no_network_meets_stops_saying_by_how_much(caplog):
     )
     least = min(t.user_attrs["params"] for t in study.trials) - 100
     assert f"exceeded the budgets: params by {least:,}." in caplog.text
+
+
+def test_without_accuracy_candidates_are_measured_not_trained():
+    study = optnas.search("mlp", "wine", ("params", "latency"), n_trials=3, storage=MEMORY,
+                          sampler="random", seed=0)  # fmt: skip
+    assert [t.state for t in study.trials] == [STATE.COMPLETE] * 3
+    for t in study.trials:
+        assert t.values == [t.user_attrs["params"], t.user_attrs["latency"]]
+        assert t.user_attrs["epochs_trained"] == 0 and "val_curve" not in t.user_attrs
