@@ -118,7 +118,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             trial.set_user_attr("fail_traceback", _traceback_text(error))
             _untrained_unless_trained(trial)
-            if getattr(self.runner, "unusable", None) is not None:
+            if self.unusable is not None:
                 with contextlib.suppress(RuntimeError):  # Outside study.optimize: no loop.
                     trial.study.stop()  # This process's CUDA context is gone.
             raise
@@ -126,6 +126,12 @@ class Objective:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")
             _untrained_unless_trained(trial)
             raise
+
+    @property
+    def unusable(self) -> BaseException | None:
+        """The fatal error that left the runner unable to train, if any (a runner of
+        one's own may not say: None)."""
+        return getattr(self.runner, "unusable", None)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from optnas.data import Dataset
     from optnas.definition import Definition
     from optnas.objective import Objective
-    from optnas.pool import Runner
 
 __all__ = [
     "COSTS",
@@ -333,14 +332,14 @@ def search(
             _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=runner.size)
     finally:
         runner.close()
-    _raise_if_unusable(runner)  # The more specific cause first.
+    _raise_if_unusable(objective)  # The more specific cause first.
     guard.raise_if_tripped()
     return study
 
 
-def _raise_if_unusable(runner: Runner) -> None:
+def _raise_if_unusable(objective: Objective) -> None:
     """A CUDA error that broke this process's CUDA context stopped the search: say so."""
-    unusable = getattr(runner, "unusable", None)  # A runner of one's own may not say.
+    unusable = objective.unusable
     if unusable is not None:
         raise SearchError(
             f"A trial's CUDA error left this process unable to use the GPU "
@@ -441,7 +440,7 @@ def _optimize(
     the difference.
     """
     start = time.monotonic()
-    while not (guard.tripped or counter.exhausted or getattr(objective.runner, "unusable", None)):
+    while not (guard.tripped or counter.exhausted or objective.unusable):
         remaining = counter.remaining()
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if remaining == 0 or (left is not None and left <= 0):
