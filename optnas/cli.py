@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import logging
 import re
 import shlex
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a NAS study and print its Pareto-optimal trials. FILE is a study "
         "file (TOML; see studies/ and optnas.definition); without one, the default study: "
         "convnet on digits, objectives accuracy, params and FLOPs, 25 trials x 10 epochs. "
-        "Flags override the file's values.",
+        "Flags override the file's values; the defaults shown are the default study's.",
+        formatter_class=_DefaultsShown,
     )
     search.set_defaults(run=_search)
     search.add_argument("file", nargs="?", help="a study file, e.g. studies/digits.toml")
@@ -89,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--keep-weights",
         type=_whole_number,
-        help="keep the weights of a trial among this many best when it ends (default: 5)",
+        help="keep the weights of a trial among this many best when it ends",
     )
     _add_study_arguments(search, creates=True)
 
@@ -177,6 +179,36 @@ def _add_results(commands: Any) -> None:
     _add_study_arguments(retrain, artifacts=True)
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Ends each flag's help with the default study's value, where the help does not say.
+
+    The values come from the resolved default study file, read (torch imported) only
+    when ``optnas search --help`` is printed.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        value = _default_study().get(action.dest, _default_study().get(f"{action.dest}.name"))
+        if text is None or "default" in text or value is None or action.dest == "help":
+            return text
+        return f"{text} (default: {_shown_default(value)})"
+
+
+@functools.cache
+def _default_study() -> dict[str, Any]:
+    from optnas.definition import DEFAULT_FILE, load
+
+    return load(DEFAULT_FILE).flat()
+
+
+def _shown_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value).replace("%", "%%")  # argparse formats help with %
+
+
 def _add_search_flags(search: argparse.ArgumentParser) -> None:
     """Flags of ``optnas search``; each overrides one key of the study file (``key``)."""
 
@@ -198,7 +230,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
         help="digits, wine, breast_cancer (embedded); mnist, fashion_mnist, cifar10, cifar100 "
         "(torchvision, from --data-dir); or a folder of class subfolders",
     )
-    flag("--data-dir", key="data.root", help="folder holding torchvision's datasets (./data)")
+    flag("--data-dir", key="data.root", help="folder holding torchvision's datasets")
     flag(
         "--download",
         key="data.download",
@@ -207,7 +239,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     )
     flag("--image-size", key="data.image_size", type=_positive_int,
          help="resize the images of a folder to this side")  # fmt: skip
-    flag("--split-seed", key="data.split_seed", type=int, help="seed of the data split (0)")
+    flag("--split-seed", key="data.split_seed", type=int, help="seed of the data split")
     flag(
         "--objectives",
         key="objectives",
@@ -255,7 +287,7 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     )
     flag("--precise-bn", key="train.precise_bn", type=_whole_number, metavar="N",
          help="score children on batch norm's statistics over the epoch's last N "
-              "training samples (default 128; 0: running averages)")  # fmt: skip
+              "training samples (0: running averages)")  # fmt: skip
     flag(
         "--devices",
         "--device",
@@ -270,12 +302,12 @@ def _add_search_flags(search: argparse.ArgumentParser) -> None:
     )
     flag("--seed", key="seed", type=int, help="seed of the sampler and the children")
     flag("--workers", key="workers", type=_positive_int,
-         help="processes running trials at once on this machine (default 1)")  # fmt: skip
+         help="processes running trials at once on this machine")  # fmt: skip
     flag(
         "--heartbeat-interval",
         key="heartbeat_interval",
         type=_positive_int,
-        help="seconds between heartbeats; a dead worker's trial is retried (default 60)",
+        help="seconds between heartbeats; a dead worker's trial is retried",
     )
     flag(
         "--fork",

@@ -246,10 +246,12 @@ def _torchvision_splits(
 
     class_name, folder, _ = _TORCHVISION[name]
     reader = getattr(torchvision.datasets, class_name)
+    existing = _folders(root)
     try:
         train, test = (reader(root=root, train=flag, download=download) for flag in (True, False))
     except (RuntimeError, OSError) as err:
         if download:
+            _remove_empty_new_folders(root, existing)
             raise OSError(
                 f"Could not download {name!r} into {root.resolve()}; downloading needs "
                 "network access. Without it, point data_dir / --data-dir at a folder that "
@@ -264,6 +266,17 @@ def _torchvision_splits(
     # Read the whole arrays at once; the per-sample __getitem__ goes through PIL.
     arrays = [(_nchw(ds.data), np.asarray(ds.targets, dtype=np.int64)) for ds in (train, test)]
     return arrays[0], arrays[1], len(train.classes)
+
+
+def _folders(root: Path) -> set[Path]:
+    return {root, *(p for p in root.rglob("*") if p.is_dir())} if root.is_dir() else set()
+
+
+def _remove_empty_new_folders(root: Path, existing: set[Path]) -> None:
+    """Remove the empty folders a failed download made, deepest first; files stay."""
+    for folder in sorted(_folders(root) - existing, key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _nchw(images: Any) -> np.ndarray:

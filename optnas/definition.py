@@ -407,6 +407,15 @@ class Definition:
         """
         return _to_toml(self.values)
 
+    def flat(self) -> dict[str, Any]:
+        """Every key as a dotted name (``"train.epochs"``, as :meth:`replace` takes them).
+
+        Example:
+            >>> load(DEFAULT_FILE).flat()["train.epochs"]
+            10
+        """
+        return _flat(self.values)
+
     def differences(self, other: Definition) -> list[str]:
         """The keys (besides how-to-run keys such as ``n_trials``) whose values differ
         between this definition and ``other``, as ``"key: this → other"`` lines.
@@ -416,7 +425,7 @@ class Definition:
             >>> d.differences(d.replace({"train.epochs": 5, "n_trials": 3}))
             ['train.epochs: 10 → 5']
         """
-        mine, theirs = _flat(self.values), _flat(other.values)
+        mine, theirs = self.flat(), other.flat()
         return [
             f"{key}: {_show(mine.get(key))} → {_show(theirs.get(key))}"
             for key in sorted(set(mine) | set(theirs))

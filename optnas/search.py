@@ -328,7 +328,8 @@ def search(
     )
     guard = _FailureGuard(max_initial_failures)
     try:
-        with _TrainingCounter(n_trials, show_progress_bar) as counter:
+        unit = progress_unit(objectives)
+        with _TrainingCounter(n_trials, show_progress_bar, unit) as counter:
             _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=runner.size)
     finally:
         runner.close()
@@ -693,6 +694,17 @@ class _FailureGuard:
         )
 
 
+def progress_unit(objectives: Sequence[str]) -> str:
+    """What a progress bar counts: candidates trained, or measured where no objective
+    needs training (a survey of a space's costs).
+
+    Example:
+        >>> progress_unit(["accuracy", "params"]), progress_unit(["params", "latency"])
+        ('trained', 'measured')
+    """
+    return "trained" if "accuracy" in objectives else "measured"
+
+
 class _TrainingCounter:
     """Stops the study once ``n_trials`` candidates were trained (or failed trying).
 
@@ -705,7 +717,7 @@ class _TrainingCounter:
 
     MAX_UNTRAINED_IN_A_ROW = 50
 
-    def __init__(self, n_trials: int | None, show_progress_bar: bool) -> None:
+    def __init__(self, n_trials: int | None, show_progress_bar: bool, unit: str) -> None:
         from tqdm.auto import tqdm
 
         self.target = n_trials
@@ -714,7 +726,7 @@ class _TrainingCounter:
         self.untrained_in_a_row = 0
         self.least_over: dict[str, float] = {}  # budget -> least excess of this run
         self.exhausted = False
-        self.bar = tqdm(total=n_trials, unit="trained") if show_progress_bar else None
+        self.bar = tqdm(total=n_trials, unit=unit) if show_progress_bar else None
         self._lock = threading.Lock()
 
     def __enter__(self) -> _TrainingCounter:

@@ -204,10 +204,11 @@ def _wait(
     if show_progress_bar:
         from tqdm.auto import tqdm
 
-        from optnas.search import _untrained
+        from optnas.search import _untrained, progress_unit
         from optnas.storage import open_study
 
-        bar, study = tqdm(total=n_trials, unit="trained"), open_study(study_name, storage)
+        study = open_study(study_name, storage)
+        bar = tqdm(total=n_trials, unit=progress_unit(study.metric_names or []))
     try:
         while not interrupted and any(p.poll() is None for p in processes):
             time.sleep(0.5)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -154,6 +155,24 @@ def test_console_script_help_is_fast_and_lists_commands():
         timeout=60,
     )
     assert check.stdout.strip() == "False"
+
+
+def test_search_help_shows_the_default_studys_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    # Each flag's entry, from its line to the next flag's, wrapped lines joined.
+    entries = re.split(r"\n(?=  -)", capsys.readouterr().out)
+
+    def help_of(flag: str) -> str:
+        entry = next(e for e in entries if e.lstrip().startswith(flag + " "))
+        return " ".join(entry.split())
+
+    assert help_of("--epochs").endswith("epochs per child training (default: 10)")
+    assert help_of("--n-trials").endswith("(default: 25)")
+    assert help_of("--objectives").endswith("(default: accuracy,params,flops)")
+    assert help_of("--dedup,").endswith("train every candidate")  # its help says the default
+    assert help_of("--autotune,").endswith("(default: off)")
+    assert "default" not in help_of("--seed")  # no default seed: unseeded
 
 
 def test_bench_prints_one_row_per_sampler_and_the_curve(tmp_path, capsys):

@@ -166,9 +166,13 @@ def test_missing_torchvision_set_names_the_folder_and_the_fix(tmp_path, network_
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
 def test_download_without_network_says_so(tmp_path, network_calls, name):
+    (tmp_path / "kept").mkdir()
+    root = tmp_path / "data"
     with pytest.raises(OSError, match=f"Could not download '{name}' into .*network access"):
-        load(name, data_dir=tmp_path, download=True)
+        load(name, data_dir=root, download=True)
     assert network_calls
+    # The empty folders the attempt made are gone; what was there stays.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
 
 
 def test_image_folder_is_read_split_and_augmented(tmp_path):

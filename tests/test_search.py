@@ -434,9 +434,11 @@ def test_a_budget_no_network_meets_stops_saying_by_how_much(caplog):
     assert f"exceeded the budgets: params by {least:,}." in caplog.text
 
 
-def test_without_accuracy_candidates_are_measured_not_trained():
+def test_without_accuracy_candidates_are_measured_not_trained(capsys):
     study = optnas.search("mlp", "wine", ("params", "latency"), n_trials=3, storage=MEMORY,
-                          sampler="random", seed=0)  # fmt: skip
+                          sampler="random", seed=0, show_progress_bar=True)  # fmt: skip
+    bar = capsys.readouterr().err
+    assert "3/3" in bar and "measured" in bar and "trained" not in bar
     assert [t.state for t in study.trials] == [STATE.COMPLETE] * 3
     for t in study.trials:
         assert t.values == [t.user_attrs["params"], t.user_attrs["latency"]]
