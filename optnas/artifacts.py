@@ -178,10 +178,22 @@ def copy_from(study: optuna.Study, folder: str | os.PathLike[str], store: Any) -
 
 
 def read(store: Any, meta: optuna.artifacts.ArtifactMeta) -> bytes:
-    """The bytes of the artifact ``meta``."""
+    """The bytes of the artifact ``meta``.
+
+    Raises:
+        FileNotFoundError: The study records the artifact, but ``store`` does not hold it.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, meta.filename)
-        download_artifact(artifact_store=store, file_path=path, artifact_id=meta.artifact_id)
+        try:
+            download_artifact(artifact_store=store, file_path=path, artifact_id=meta.artifact_id)
+        except optuna.artifacts.exceptions.ArtifactNotFound:
+            where = getattr(store, "_base_path", None)
+            raise FileNotFoundError(
+                f"{meta.filename} (artifact {meta.artifact_id}) is recorded with the study "
+                f"but missing from its artifact store{f' in {where}' if where else ''}; "
+                "if it was kept elsewhere, pass that folder (--artifacts / artifacts=)."
+            ) from None
         with open(path, "rb") as f:
             return f.read()
 

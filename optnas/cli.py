@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import functools
 import logging
+import os
 import re
 import shlex
 import sys
@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # As `python -m optnas` would: a space in ./myspace.py resolves as "myspace:fn".
+        # Last, so that a file here never hides an installed package.
+        sys.path.append(os.getcwd())
     from optnas.errors import SearchError, StorageError
 
     try:
@@ -525,22 +529,9 @@ def _search(args: argparse.Namespace) -> int:
     file = load(args.file or DEFAULT_FILE)
     overrides = _overrides(args)
     definition = _with_flags(file, overrides, args.flag_of)
-    started = datetime.datetime.now().replace(microsecond=0)  # MySQL keeps whole seconds
-    with _short_failures():
+    with _short_failures():  # A run whose every trial failed raises SearchError: exit 1.
         study = definition.search(fork=args.fork, show_progress_bar=True)
     print(summary(study, _storage_url(definition["storage"], study.study_name)))
-    return _status_of_run(study, started)
-
-
-def _status_of_run(study: optuna.Study, started: datetime.datetime) -> int:
-    """1 when every trial this run started failed (a script should notice), else 0."""
-    ran = [t for t in study.trials if t.datetime_start and t.datetime_start >= started]
-    if ran and all(t.state.name == "FAIL" for t in ran):
-        print(
-            f"optnas search: error: all {_count(len(ran), 'trial')} of this run failed",
-            file=sys.stderr,
-        )
-        return 1
     return 0
 
 
@@ -586,9 +577,10 @@ _FILE_KEYS = frozenset(
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from optnas.workers import pin_to_given_cores
+    from optnas.workers import pin_to_given_cores, stop_with_the_parent
 
     pin_to_given_cores()  # First: torch sizes its thread pools from the cores when imported.
+    stop_with_the_parent()
     import optuna
 
     from optnas.workers import work
@@ -760,16 +752,30 @@ def _unfinished(counts: Mapping[Any, int]) -> str:
     )
 
 
+def _fail_reason(
+    trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial]
+) -> str:
+    """Why ``trial`` failed: its ``fail_reason``, else what the trial that retries it says
+    (a trial whose worker stopped sending heartbeats is failed by Optuna, which records no
+    reason on it)."""
+    if "fail_reason" in trial.user_attrs:
+        return trial.user_attrs["fail_reason"]
+    for other in trials:
+        if other.system_attrs.get("retry_history", [None])[-1] == trial.number:
+            why = other.user_attrs.get("retry_reason", "")
+            why = why.removeprefix(f"retries trial {trial.number}, ")
+            return f"{why or 'its worker died'}; queued again as trial {other.number}"
+    return "no reason recorded"
+
+
 def _failure_lines(
     study: optuna.Study, failed: list[optuna.trial.FrozenTrial], storage_url: str | None
 ) -> list[str]:
     """The last failures' reasons, and the command that prints a failed trial's traceback."""
     shown = failed[-3:]
     lines = [f"Failed trials{' (the last 3)' if len(failed) > 3 else ''}:"]
-    lines += [
-        f"  trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
-        for t in shown
-    ]
+    trials = study.get_trials(deepcopy=False)
+    lines += [f"  trial {t.number}: {_fail_reason(t, trials)}" for t in shown]
     if storage_url is None or storage_url.endswith(":memory:"):
         return lines  # No command can reach it from another process.
     command = (
@@ -804,6 +810,8 @@ def describe(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     if attrs:
         lines.append("  user attrs:")
         lines += [f"    {key}: {_fmt(value, key)}" for key, value in sorted(attrs.items())]
+    if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
+        lines.append(f"  fail_reason: {_fail_reason(trial, study.get_trials(deepcopy=False))}")
     if "fail_traceback" in trial.user_attrs:
         lines += ["", trial.user_attrs["fail_traceback"].rstrip()]
     return "\n".join(lines)

@@ -77,7 +77,9 @@ class Dataset:
     Attributes:
         name: A short name, used in default study names.
         spec: Input shape and number of classes.
-        train: Training split, the only one a child trains on.
+        train: Training split, the only one a child trains on: float32 inputs of
+            ``spec.input_shape``, int64 labels in ``0 .. num_classes - 1`` (checked, with
+            ``val``'s, on construction: a ValueError names what is wrong).
         val: Validation split, the only one a search selects on.
         test: Test split, for reporting a final architecture; never read by a search.
         augment: The augmentation a search applies by default: random crop with padding
@@ -109,6 +111,36 @@ class Dataset:
                 f"augment={self.augment!r} needs images (C, H, W), but samples have shape "
                 f"{self.spec.input_shape}; use augment='none'."
             )
+        # The test split is left alone: a search never reads it, not even to check it.
+        for split in ("train", "val"):
+            self._check_split(split, *getattr(self, split))
+
+    def _check_split(self, split: str, x: Any, y: Any) -> None:
+        """A split the trainer can use as it is, or a ValueError naming what is wrong."""
+        import torch
+
+        where = f"Dataset {self.name!r}, {split} split"
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise ValueError(f"{where}: expected (inputs, labels) tensors, got {type(x).__name__}"
+                             f" and {type(y).__name__}.")  # fmt: skip
+        if x.dtype != torch.float32 or y.dtype != torch.int64 or y.ndim != 1:
+            raise ValueError(
+                f"{where}: expected float32 inputs and a 1-D int64 label vector, got "
+                f"{x.dtype} inputs and {y.dtype} labels of shape {tuple(y.shape)} "
+                "(.float() and .long() convert)."
+            )
+        if len(x) != len(y) or tuple(x.shape[1:]) != tuple(self.spec.input_shape):
+            raise ValueError(
+                f"{where}: inputs of shape {tuple(x.shape)} and {len(y)} labels; expected one "
+                f"label per sample and samples of the spec's shape {self.spec.input_shape}."
+            )
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < self.spec.num_classes:
+            raise ValueError(
+                f"{where}: labels range from {int(y.min())} to {int(y.max())}, but the spec's "
+                f"{self.spec.num_classes} classes need labels in 0..{self.spec.num_classes - 1}."
+            )
+        if not len(y):
+            raise ValueError(f"{where} is empty; a search needs samples to train and score.")
 
 
 def load(

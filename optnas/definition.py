@@ -72,6 +72,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 import os
@@ -496,11 +497,11 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
         raw.pop("storage", None)
     if not isinstance(raw.get("artifacts"), (str, os.PathLike, bool)):
         raw.pop("artifacts", None)  # an artifact store object
-    elif isinstance(raw.get("artifacts"), os.PathLike):
-        raw["artifacts"] = os.fspath(raw["artifacts"])
+    elif isinstance(raw.get("artifacts"), (str, os.PathLike)):  # A worker elsewhere: the same.
+        raw["artifacts"] = os.path.abspath(raw["artifacts"])
     if isinstance(raw.get("devices"), (list, tuple)):
         raw["devices"] = [str(d) for d in raw["devices"]]
-    raw["space"] = spaces.options_of(space) or {"name": f"<{_qualified(space)}>"}
+    raw["space"] = spaces.options_of(space) or {"name": f"<{_qualified(space)}{_code(space)}>"}
     raw["sampler"] = _recorded(a["sampler"])
     raw["pruner"] = _recorded(a["pruner"])
     raw["budgets"] = dict(a["budgets"] or {})
@@ -526,13 +527,50 @@ def _qualified(obj: Any) -> str:
 
 
 def _data_name(data: Any) -> str:
+    """A dataset's name; data given as objects is named with a hash of its contents, so
+    that other data never resumes a study searched on these (the test split is left out:
+    a search never reads it)."""
     from optnas.data import Dataset
 
     if isinstance(data, (str, os.PathLike)):
         return os.fspath(data)
     if isinstance(data, Dataset):
-        return f"<dataset {data.name}>"
-    return "<arrays>"
+        return f"<dataset {data.name} {_fingerprint(data.spec, *data.train, *data.val)}>"
+    return f"<arrays {_fingerprint(*data)}>"
+
+
+def _fingerprint(*parts: Any) -> str:
+    """A short hash of arrays' (or tensors') shapes, types and contents, and of other
+    parts' ``repr``.
+
+    Example:
+        >>> import numpy as np
+        >>> _fingerprint(np.zeros(3)) == _fingerprint(np.zeros(3)) != _fingerprint(np.ones(3))
+        True
+    """
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=5)
+    for part in parts:
+        if hasattr(part, "shape") or isinstance(part, (list, tuple)):
+            array = np.ascontiguousarray(part.detach().cpu() if hasattr(part, "cpu") else part)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            # Object arrays (labels of any kind) hold pointers: hash their values' repr.
+            digest.update(repr(array.tolist()).encode() if array.dtype == object else array.data)
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+def _code(space: Any) -> str:
+    """`` `` and a hash of a space function's source (its class's, for another callable),
+    so that another function of the same name does not resume the study; "" where
+    Python has no source for it."""
+    try:
+        source = inspect.getsource(space if inspect.isfunction(space) else type(space))
+    except (OSError, TypeError):
+        return ""
+    return f" {_fingerprint(source)}"
 
 
 def _resolve(raw: Mapping[str, Any], source: str) -> dict[str, Any]:

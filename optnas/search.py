@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
@@ -193,8 +194,10 @@ def search(
     Raises:
         ValueError: An unknown name or an invalid value; nothing was created.
         StorageError: The storage cannot be opened or written, or holds a study of the
-            same name with other objectives.
-        SearchError: The first trials all failed; the error names the first cause.
+            same name with another definition (objectives, space, data, recipe) or that
+            optnas did not make.
+        SearchError: The first ``max_initial_failures`` trials, or all of fewer, failed;
+            the error names the first cause.
 
     Example:
         >>> import optnas
@@ -213,6 +216,9 @@ def search(
     from optnas.pool import DevicePool, LocalRunner
     from optnas.train import AUGMENTS, OPTIMIZERS
 
+    _check_kinds(objectives=objectives, storage=storage, study_name=study_name, fork=fork,
+                 data_dir=data_dir)  # fmt: skip
+    _check_seeds(seed=seed, sampler_seed=sampler_seed, split_seed=split_seed)
     objectives = [objectives] if isinstance(objectives, str) else list(objectives)
     directions = resolve_objectives(objectives)
     budgets = _check_budgets(budgets)
@@ -254,18 +260,23 @@ def search(
         )
     space_fn = spaces.get(space, dataset.spec)
     parallel = len(device_list) * slots > 1
-    sampler_obj = create_sampler(
-        _screened(sampler, len(objectives)),
-        directions=directions,
-        seed=seed if sampler_seed is None else sampler_seed,
-        parallel=parallel,
-        # With several objectives, the key would hide cheaper twins of trained networks
-        # (equal keys can differ in parameters: nb201's dead edges still hold weights).
-        key=_safe_key(space_fn) if len(objectives) == 1 else None,
-        costs=costs_before_training(space_fn, dataset.spec, objectives)
-        if len(objectives) > 1
-        else None,
-    )
+
+    def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+        return create_sampler(
+            _screened(sampler, len(objectives)),
+            directions=directions,
+            seed=seed,
+            parallel=parallel,
+            # With several objectives, the key would hide cheaper twins of trained networks
+            # (equal keys can differ in parameters: nb201's dead edges still hold weights).
+            key=_safe_key(space_fn) if len(objectives) == 1 else None,
+            costs=costs_before_training(space_fn, dataset.spec, objectives)
+            if len(objectives) > 1
+            else None,
+        )
+
+    given_seed = seed if sampler_seed is None else sampler_seed
+    sampler_obj = make_sampler(given_seed)  # A bad name fails before anything is created.
     pruner_obj = create_pruner(pruner, epochs=epochs, n_objectives=len(objectives))
     name = study_name or "-".join([spaces.name_of(space_fn), dataset.name, *objectives])
     # A fork records its own name: its definition reruns the fork, not its source.
@@ -286,9 +297,13 @@ def search(
         sampler=sampler_obj,
         pruner=pruner_obj,
         heartbeat_interval=heartbeat_interval,
+        owner_attr=None if forked else definition.DEFINITION_ATTR,  # a fork: its own
     )
     record(study, recorded, replace=forked)
-    _record_spec(study, dataset)
+    _record_spec(study, dataset, replace=forked)
+    earlier = len(study.get_trials(deepcopy=False))
+    if given_seed is not None and earlier:  # Resumed: not the first run's proposals again.
+        study.sampler = make_sampler((given_seed * 1_000_003 + earlier) % 2**31)
     store = _artifact_store(study, artifacts, storage, forked=forked)
     if workers > 1:
         from optnas.workers import run_workers
@@ -334,7 +349,7 @@ def search(
     finally:
         runner.close()
     _raise_if_unusable(objective)  # The more specific cause first.
-    guard.raise_if_tripped()
+    guard.raise_if_all_failed()
     return study
 
 
@@ -385,10 +400,22 @@ SPEC_ATTR = "optnas.spec"
 rebuilt without loading the data (see :mod:`optnas.export`)."""
 
 
-def _record_spec(study: optuna.Study, dataset: Dataset) -> None:
+def _record_spec(study: optuna.Study, dataset: Dataset, *, replace: bool) -> None:
+    """Record the data's spec; StorageError where the study was searched on data of
+    another shape or number of classes (a folder whose classes changed, say), unless
+    ``replace`` (a fork just made, with a definition of its own)."""
     spec = {"input_shape": list(dataset.spec.input_shape), "num_classes": dataset.spec.num_classes}
-    if study.user_attrs.get(SPEC_ATTR) != spec:
+    recorded = study.user_attrs.get(SPEC_ATTR)
+    if recorded is None or (replace and recorded != spec):
         study.set_user_attr(SPEC_ATTR, spec)
+    elif recorded != spec:
+        raise StorageError(
+            f"Study {study.study_name!r} was searched on samples of shape "
+            f"{tuple(recorded['input_shape'])} in {recorded['num_classes']} classes, but "
+            f"{dataset.name!r} now holds samples of shape {dataset.spec.input_shape} in "
+            f"{dataset.spec.num_classes} classes; its trials' networks would not fit these. "
+            "Choose another study name."
+        )
 
 
 def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any, *, forked: bool) -> Any:
@@ -415,7 +442,16 @@ def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any, *, forked
 
 
 def _check_artifacts(artifacts: Any) -> None:
-    if artifacts is None or artifacts is False or isinstance(artifacts, (str, os.PathLike)):
+    if artifacts is None or artifacts is False:
+        return
+    if isinstance(artifacts, (str, os.PathLike)):
+        folder = Path(artifacts)
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if existing.exists() and not existing.is_dir():
+            raise ValueError(
+                f"artifacts must be a folder, but {str(existing)!r} is a file, so "
+                f"{str(folder)!r} cannot be one."
+            )
         return
     if not all(callable(getattr(artifacts, m, None)) for m in ("write", "open_reader")):
         raise ValueError(
@@ -438,7 +474,8 @@ def _optimize(
     A round of ``n`` parallel trials stops starting new ones once the trainings done and
     the ``n - 1`` possibly under way reach the target, so it never trains more than asked;
     when some of those turn out untrained (duplicates, over budget), another round makes up
-    the difference.
+    the difference. A round that something else stopped (a sampler whose grid is done, a
+    user's ``study.stop()``) ends the search.
     """
     start = time.monotonic()
     while not (guard.tripped or counter.exhausted or objective.unusable):
@@ -447,11 +484,11 @@ def _optimize(
         if remaining == 0 or (left is not None and left <= 0):
             return
         jobs = n_jobs if remaining is None else min(n_jobs, remaining)
-        counter.in_flight = jobs - 1
+        counter.in_flight, counter.stopped = jobs - 1, False
         study.optimize(
             objective, timeout=left, n_jobs=jobs, catch=(Exception,), callbacks=[guard, counter]
         )
-        if remaining is None:
+        if remaining is None or not counter.stopped:
             return
 
 
@@ -655,8 +692,43 @@ def _check_whole(**values: Any) -> None:
 
 def _check_positive(**values: float | None) -> None:
     for key, value in values.items():
-        if value is not None and not value > 0:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, but got {value!r}.")
+        if not value > 0:
             raise ValueError(f"{key} must be positive, but got {value!r}.")
+
+
+def _check_seeds(**values: int | None) -> None:
+    for key, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32
+        ):
+            raise ValueError(
+                f"{key} must be a whole number from 0 to 2**32 - 1, but got {value!r}."
+            )
+
+
+def _check_kinds(
+    *, objectives: Any, storage: Any, study_name: Any, fork: Any, data_dir: Any
+) -> None:
+    """The arguments whose wrong type would otherwise surface as a bare TypeError."""
+    names = [objectives] if isinstance(objectives, str) else objectives
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"objectives must be a name or a list of names among {', '.join(OBJECTIVES)}, "
+            f"but got {objectives!r}."
+        )
+    if storage is not None and not isinstance(storage, (str, optuna.storages.BaseStorage)):
+        raise ValueError(
+            f"storage must be a database URL, an Optuna storage or None, but got {storage!r}."
+        )
+    for key, value in (("study_name", study_name), ("fork", fork)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{key} must be a non-empty string or None, but got {value!r}.")
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise ValueError(f"data_dir must be a folder (a str or path), but got {data_dir!r}.")
 
 
 class _FailureGuard:
@@ -683,15 +755,21 @@ class _FailureGuard:
             if self.tripped:
                 study.stop()
 
-    def raise_if_tripped(self) -> None:
-        if not self.tripped:
+    def raise_if_all_failed(self) -> None:
+        """SearchError when every trial of this call failed: the first ``limit`` (the
+        search stopped), or all of fewer."""
+        if self.any_ok or not self.failed:
             return
         first = min(self.failed, key=lambda t: t.number)
         reason = first.user_attrs.get("fail_reason", "no reason recorded")
-        raise SearchError(
-            f"The first {len(self.failed)} trials all failed, so the search stopped. "
-            f"Trial {first.number} failed with {reason}"
+        what = (
+            f"The first {len(self.failed)} trials all failed, so the search stopped."
+            if self.tripped
+            else f"All {len(self.failed)} trials of this search failed."
+            if len(self.failed) > 1
+            else "The search's only trial failed."
         )
+        raise SearchError(f"{what} Trial {first.number} failed with {reason}")
 
 
 def progress_unit(objectives: Sequence[str]) -> str:
@@ -726,6 +804,7 @@ class _TrainingCounter:
         self.untrained_in_a_row = 0
         self.least_over: dict[str, float] = {}  # budget -> least excess of this run
         self.exhausted = False
+        self.stopped = False  # this round, by reaching the target
         self.bar = tqdm(total=n_trials, unit=unit) if show_progress_bar else None
         self._lock = threading.Lock()
 
@@ -772,6 +851,7 @@ class _TrainingCounter:
                 if self.bar is not None:
                     self.bar.update()
             if self.target is not None and self.trained + self.in_flight >= self.target:
+                self.stopped = True
                 study.stop()
 
 

@@ -47,6 +47,7 @@ def open_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     heartbeat_interval: int | None = None,
+    owner_attr: str | None = None,
 ) -> optuna.Study:
     """Create or resume ``study_name`` in ``storage``; with no directions, load it only.
 
@@ -55,11 +56,14 @@ def open_study(
     on one machine), an Optuna storage, or None for ``studies/<study_name>.db``. On a
     database URL, ``heartbeat_interval`` (seconds) turns on Optuna's heartbeats: a trial
     whose process died is marked failed after twice that long without a heartbeat and
-    retried with the same parameters (up to 3 times).
+    retried with the same parameters (up to 3 times). With ``owner_attr``, a study to
+    resume must have that user attr (the mark of the code that made it) or no finished
+    trials (trials enqueued for it are fine).
 
     Raises:
         StorageError: The storage cannot be opened, the study is missing (load only) or it
-            was created with other objectives.
+            was created with other objectives, or by other code (``owner_attr``): then
+            it is left as it was.
 
     Example:
         >>> study = open_study("demo", "sqlite:///:memory:", directions=["maximize"])
@@ -93,7 +97,7 @@ def open_study(
             pruner=pruner,
             load_if_exists=True,
         )
-    _check_resumed(study, directions, metric_names)
+    _check_resumed(study, directions, metric_names, owner_attr)
     return study
 
 
@@ -145,8 +149,12 @@ def _heartbeats(interval: int | None) -> dict[str, Any]:
     return {
         "heartbeat_interval": interval,
         "grace_period": 2 * interval,
-        "heartbeat_stale_trial_callback": _RetryStale(max_retry=3),
+        "heartbeat_stale_trial_callback": _RetryStale(max_retry=MAX_RETRIES),
     }
+
+
+MAX_RETRIES = 3
+"""How often a trial whose worker died is queued again, along one trial's retries."""
 
 
 class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -155,12 +163,29 @@ class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trial = copy.deepcopy(trial)
         worker = trial.user_attrs.get("worker", "its worker")
-        trial.set_user_attr(
-            "retry_reason",
-            f"retries trial {trial.number}, whose worker ({worker}) stopped sending "
-            "heartbeats: it died or hung",
-        )
+        why = f"whose worker ({worker}) stopped sending heartbeats: it died or hung"
+        trial.set_user_attr("retry_reason", f"retries trial {trial.number}, {why}")
         super().__call__(study, trial)
+
+
+def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
+    """Queue a failed ``trial``'s parameters again as a new trial, as Optuna retries a
+    trial whose heartbeat went stale (at most :data:`MAX_RETRIES` times along one trial's
+    retries); its ``retry_reason`` says ``why``.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        >>> _ = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        >>> retry(study, study.trials[0], "its worker died")
+        >>> study.trials[1].state.name, study.trials[1].user_attrs["retry_reason"]
+        ('WAITING', 'retries trial 0, its worker died')
+    """
+    trial = copy.deepcopy(trial)
+    trial.set_user_attr("retry_reason", f"retries trial {trial.number}, {why}")
+    with warnings.catch_warnings():  # Experimental in Optuna 5.0.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -239,8 +264,19 @@ def _check_sqlite_file(path: Path, *, create: bool) -> None:
 
 
 def _check_resumed(
-    study: optuna.Study, directions: Sequence[str], metric_names: Sequence[str] | None
+    study: optuna.Study,
+    directions: Sequence[str],
+    metric_names: Sequence[str] | None,
+    owner_attr: str | None,
 ) -> None:
+    if owner_attr and owner_attr not in study.user_attrs:
+        ran = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        if ran:  # Enqueued (waiting) trials alone are for this code to run.
+            raise StorageError(
+                f"Study {study.study_name!r} already exists with {len(ran)} finished trials "
+                f"that this code did not make (it has no {owner_attr!r} attr); choose "
+                "another study_name."
+            )
     have = [d.name.lower() for d in study.directions]
     known = study.metric_names
     if have != list(directions) or (known and metric_names and known != list(metric_names)):

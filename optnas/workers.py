@@ -10,15 +10,19 @@ objective is rebuilt from the definition recorded with the study
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from optnas.errors import SearchError
 
@@ -88,30 +92,34 @@ def run_workers(
     worker runs on its own share (where the system lets a process choose its cores), so
     that its threads and its ``trials_per_device`` default (None: the study's) count those
     alone and the workers together do not oversubscribe the machine. The workers see the
-    modules this process
-    sees (its ``sys.path``), so a space given by import path resolves alike. A worker that
-    dies does not stop the others: its running trial is retried once the storage's
-    heartbeat finds it stale. On Ctrl-C every worker is interrupted and given
-    ``_GRACE_SECONDS`` to record its trials' ends.
+    modules this process sees (its ``sys.path``), so a space given by import path resolves
+    alike. A worker killed by a signal (the kernel's out-of-memory killer, say) does not
+    stop the others: its running trials are failed, saying so, and queued again, and a new
+    worker takes over the trainings left of its share (up to ``_MAX_RESTARTS`` times). On
+    Ctrl-C or SIGTERM every worker is interrupted and given ``_GRACE_SECONDS`` to record its
+    trials' ends; a worker whose parent died (SIGKILL) interrupts itself.
 
     Raises:
         SearchError: Every worker failed (the first exit status is named).
     """
     shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
     shares = [share for share in shares if share != 0]
-    processes = [
-        _start(storage, study_name, share, timeout, trials_per_device, _cores(i, len(shares)))
-        for i, share in enumerate(shares)
-    ]
+
+    def start(share: int | None, cores: list[int] | None) -> _Worker:
+        return _Worker(_start(storage, study_name, share, timeout, trials_per_device, cores),
+                       share, cores)  # fmt: skip
+
+    running = [start(share, _cores(i, len(shares))) for i, share in enumerate(shares)]
+    supervisor = _Supervisor(running, start, open_study_of(storage, study_name))
     try:
-        with _ctrl_c_as_a_flag() as interrupted:
-            _wait(processes, storage, study_name, n_trials, show_progress_bar, interrupted)
+        with _interrupts_as_a_flag() as interrupted:
+            supervisor.wait(n_trials, show_progress_bar, interrupted)
         if interrupted:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
-        _interrupt(processes)
+        _interrupt([w.process for w in supervisor.workers])
         raise
-    codes = [p.returncode for p in processes]
+    codes = [w.process.returncode for w in supervisor.workers if not w.replaced]
     if all(code != 0 for code in codes):
         raise SearchError(
             f"All {len(codes)} workers failed (exit status {codes[0]}); their errors are "
@@ -122,6 +130,101 @@ def run_workers(
             f"{sum(c != 0 for c in codes)} of {len(codes)} workers ended with an error "
             f"(exit status {sorted(set(codes) - {0})}); the others finished."
         )
+
+
+def open_study_of(storage: str, study_name: str) -> optuna.Study:
+    from optnas.storage import open_study
+
+    return open_study(study_name, storage)
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    share: int | None  # trainings it was started for; None: no limit
+    cores: list[int] | None
+    handled: bool = False  # its death, by a signal
+    replaced: bool = False  # by a new worker, or with nothing of its share left
+
+
+_MAX_RESTARTS = 3  # Workers started in place of killed ones, per run.
+
+
+class _Supervisor:
+    """Waits for the workers, and stands in for a worker killed by a signal: fails its
+    running trials and queues them again, then starts a worker for the rest of its share."""
+
+    def __init__(self, workers: list[_Worker], start: Any, study: optuna.Study) -> None:
+        self.workers, self.start, self.study = workers, start, study
+        self.restarts = 0
+        self.host = socket.gethostname()
+
+    def wait(self, n_trials: int | None, show_progress_bar: bool, interrupted: list[int]) -> None:
+        """Until every worker ended or ``interrupted`` holds a signal."""
+        bar = self._bar(n_trials) if show_progress_bar else None
+        done_before = self._trained()
+        try:
+            while not interrupted and any(w.process.poll() is None for w in self.workers):
+                time.sleep(0.5)
+                for worker in list(self.workers):
+                    code = worker.process.poll()
+                    if code is not None and code < 0 and not worker.handled:
+                        self._stand_in(worker, code, bar)
+                if bar is not None:
+                    bar.update(self._trained() - done_before - bar.n)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _bar(self, n_trials: int | None) -> Any:
+        from tqdm.auto import tqdm
+
+        from optnas.search import progress_unit
+
+        return tqdm(total=n_trials, unit=progress_unit(self.study.metric_names or []))
+
+    def _trained(self, worker: str | None = None) -> int:
+        """Trainings finished in the study (by ``worker`` alone, a "host:pid")."""
+        from optnas.search import _untrained
+
+        return sum(
+            t.state.is_finished()
+            and not _untrained(t)
+            and not t.user_attrs.get("worker_died")
+            and (worker is None or t.user_attrs.get("worker") == worker)
+            for t in self.study.get_trials(deepcopy=False)
+        )
+
+    def _stand_in(self, worker: _Worker, code: int, bar: Any) -> None:
+        from optnas.storage import retry
+
+        name = f"{self.host}:{worker.process.pid}"
+        died = f"its worker ({name}) was killed by {signal.Signals(-code).name}"
+        orphans = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
+            if t.user_attrs.get("worker") == name
+        ]
+        storage = self.study._storage
+        for trial in orphans:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{died}; queued again")
+            storage.set_trial_user_attr(trial._trial_id, "worker_died", True)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            retry(self.study, storage.get_trial(trial._trial_id), died)
+        worker.handled = True
+        left = None if worker.share is None else worker.share - self._trained(name)
+        message = f"A worker was killed by {signal.Signals(-code).name}"
+        if orphans:
+            message += f"; its trial {', '.join(str(t.number) for t in orphans)} queued again"
+        worker.replaced = left is not None and left <= 0
+        if not worker.replaced and self.restarts < _MAX_RESTARTS:
+            self.restarts += 1
+            worker.replaced = True
+            self.workers.append(self.start(left, worker.cores))
+            message += f"; a new worker runs the rest of its share ({left or 'unlimited'})"
+        if bar is not None:
+            bar.clear()
+        optuna.logging.get_logger("optnas").warning(message + ".")
 
 
 def _shares(n_trials: int, workers: int) -> list[int]:
@@ -145,6 +248,7 @@ def _start(
         command += ["--trials-per-device", str(trials_per_device)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p or os.getcwd() for p in sys.path])
+    env[PARENT_ENV] = str(os.getpid())
     if cores is not None:  # The worker pins itself before it imports torch.
         env[CORES_ENV] = ",".join(map(str, cores))
         for pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -153,6 +257,31 @@ def _start(
     # one SIGINT on (see _interrupt); a second one would cut short a worker recording its
     # trials' ends and leave them RUNNING.
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+PARENT_ENV = "OPTNAS_WORKER_PARENT"
+"""The process id of the process that started a worker (:func:`run_workers`): a worker
+whose parent is gone interrupts itself (:func:`stop_with_the_parent`)."""
+
+
+def stop_with_the_parent() -> None:
+    """Where :data:`PARENT_ENV` names a parent, watch it: once this process has another
+    parent (the first died, even by SIGKILL), interrupt this one as Ctrl-C would, so that
+    it records its running trials' ends and exits instead of training on unsupervised.
+
+    Example:
+        >>> stop_with_the_parent()  # without OPTNAS_WORKER_PARENT: nothing to watch
+    """
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="optnas-parent-watch", daemon=True).start()
 
 
 CORES_ENV = "OPTNAS_WORKER_CORES"
@@ -191,51 +320,24 @@ def pin_to_given_cores() -> None:
             os.sched_setaffinity(thread, cores)
 
 
-def _wait(
-    processes: list[subprocess.Popen[bytes]],
-    storage: str,
-    study_name: str,
-    n_trials: int | None,
-    show_progress_bar: bool,
-    interrupted: list[int],
-) -> None:
-    """Until every worker ended or ``interrupted`` holds a signal."""
-    bar, study = None, None
-    if show_progress_bar:
-        from tqdm.auto import tqdm
-
-        from optnas.search import _untrained, progress_unit
-        from optnas.storage import open_study
-
-        study = open_study(study_name, storage)
-        bar = tqdm(total=n_trials, unit=progress_unit(study.metric_names or []))
-    try:
-        while not interrupted and any(p.poll() is None for p in processes):
-            time.sleep(0.5)
-            if bar is not None and study is not None:
-                trials = study.get_trials(deepcopy=False)
-                trained = sum(t.state.is_finished() and not _untrained(t) for t in trials)
-                bar.update(trained - bar.n)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 @contextlib.contextmanager
-def _ctrl_c_as_a_flag() -> Iterator[list[int]]:
-    """Within: SIGINT appends to the list it yields instead of raising KeyboardInterrupt
-    wherever the main thread happens to be: a KeyboardInterrupt raised inside a finalizer
-    (of a storage connection, say) is printed and dropped, and the workers would never be
-    told (a parent that exited 0 on Ctrl-C while its workers ran on was seen)."""
+def _interrupts_as_a_flag() -> Iterator[list[int]]:
+    """Within: SIGINT and SIGTERM append to the list it yields instead of raising
+    KeyboardInterrupt (or ending the process) wherever the main thread happens to be: a
+    KeyboardInterrupt raised inside a finalizer (of a storage connection, say) is printed
+    and dropped, and the workers would never be told (a parent that exited 0 on Ctrl-C
+    while its workers ran on was seen; one ended by SIGTERM left them training)."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(k, lambda signum, frame: received.append(signum)) for k in kinds]
     try:
         yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for kind, handler in zip(kinds, previous, strict=True):
+            signal.signal(kind, handler)
 
 
 def _interrupt(processes: list[subprocess.Popen[bytes]]) -> None:

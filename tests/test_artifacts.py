@@ -9,6 +9,7 @@ from conftest import tiny_space
 from optuna.artifacts import get_all_artifact_meta
 
 import optnas
+import optnas.workers
 from optnas import artifacts
 from optnas.train import evaluate
 
@@ -101,3 +102,29 @@ def test_an_artifact_store_object_is_used_as_given(tmp_path):
     meta = artifacts.find(study, study.trials[0], artifacts.WEIGHTS)
     state = torch.load(tmp_path / meta.artifact_id, weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "3.weight", "3.bias"}
+
+
+def test_a_relative_artifacts_folder_is_the_same_for_a_worker_started_elsewhere(
+    in_tmp, monkeypatch
+):
+    url = f"journal:{in_tmp}/w.log"
+    optnas.search("mlp", "wine", n_trials=1, epochs=1, storage=url, study_name="w",
+                  artifacts="arts")  # fmt: skip
+    (in_tmp / "elsewhere").mkdir()
+    monkeypatch.chdir(in_tmp / "elsewhere")
+    study = optnas.workers.work(url, "w", n_trials=1)
+    assert study.user_attrs[artifacts.FOLDER_ATTR] == str(in_tmp / "arts")
+    assert not (in_tmp / "elsewhere" / "arts").exists()
+    store = artifacts.open_store(study)
+    for trial in study.trials:
+        assert artifacts.read(store, artifacts.find(study, trial, artifacts.DIAGRAM))
+
+
+def test_an_artifact_missing_from_its_store_is_named_in_a_clear_error(tmp_path):
+    storage = f"sqlite:///{tmp_path}/m.db"
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, storage=storage)
+    for kept in (tmp_path / "m.artifacts").iterdir():
+        kept.unlink()
+    missing = r"weights.pt \(artifact .*\) is recorded with the study but missing from its "
+    with pytest.raises(FileNotFoundError, match=missing + "artifact store in .*m.artifacts"):
+        optnas.load_model(study, 0)

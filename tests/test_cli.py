@@ -232,7 +232,9 @@ def test_a_run_whose_trials_all_fail_exits_1(in_tmp, capfd):
     argv = ["search", "--space", "conftest:failing_space", "--objectives", "accuracy",
             "--storage", url, "--study-name", "f", "--n-trials", "2", "--epochs", "1"]  # fmt: skip
     assert main(argv) == 1
-    assert "optnas search: error: all 2 trials of this run failed" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "optnas search: error: All 2 trials of this search failed. Trial 0 failed with " \
+           "OutOfMemoryError: CUDA out of memory" in err  # fmt: skip
 
 
 def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
@@ -278,3 +280,18 @@ def test_flags_that_only_fit_together_are_taken_together(in_tmp, capsys):
     assert main(argv) == 0
     assert main(["search", "--pruner", "median", "--objectives", "accuracy,params"]) == 1
     assert "works with one objective only" in capsys.readouterr().err
+
+
+def test_a_trial_failed_for_its_dead_worker_says_so_from_its_retry(tmp_path, capsys):
+    from optnas.cli import summary
+    from optnas.storage import retry
+
+    url = f"sqlite:///{tmp_path}/d.db"
+    study = optuna.create_study(storage=url, study_name="d")
+    trial = study.ask({"x": optuna.distributions.IntDistribution(0, 3)})
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as Optuna fails a stale trial
+    retry(study, study.trials[0], "whose worker (vm:7) stopped sending heartbeats")
+    why = "whose worker (vm:7) stopped sending heartbeats; queued again as trial 1"
+    assert main(["show", "--storage", url, "--study-name", "d", "--trial", "0"]) == 0
+    assert f"  fail_reason: {why}" in capsys.readouterr().out
+    assert f"Failed trials:\n  trial 0: {why}\n" in summary(study, url)

@@ -64,8 +64,10 @@ def test_digits_splits_are_disjoint_stratified_and_fixed():
     for _, y in (ds.train, ds.val, ds.test):
         share = torch.bincount(y, minlength=10).float() / len(y)
         assert share.min() > 0.08 and share.max() < 0.12
-    rows = [{tuple(x.flatten().tolist()) for x in split[0]} for split in (ds.train, ds.val)]
-    assert len(rows[0] & rows[1]) < 5  # digits has a few duplicate images, no shared rows
+    rows = [{tuple(x.flatten().tolist()) for x in s[0]} for s in (ds.train, ds.val, ds.test)]
+    for a, b in ((0, 1), (0, 2), (1, 2)):  # digits has a few duplicate images, no shared rows
+        assert len(rows[a] & rows[b]) < 5
+    assert len(set.union(*rows)) > 1797 - 10
     again = load("digits")
     assert torch.equal(again.val[0], ds.val[0]) and torch.equal(again.test[1], ds.test[1])
     assert not torch.equal(load("digits", split_seed=1).val[1], ds.val[1])
@@ -226,3 +228,36 @@ def test_augment_defaults_and_validation():
         Dataset("x", DataSpec((3,), 2), split, split, split, augment="rotate")
     with pytest.raises(ValueError, match="needs images"):
         Dataset("x", DataSpec((3,), 2), split, split, split, augment="flip")
+
+
+_LONG = torch.zeros(4, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (
+            (torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])),
+            "labels range from 0 to 2, but the spec's 2 classes need labels in 0..1",
+        ),
+        (
+            (torch.zeros(4, 5), _LONG),
+            "inputs of shape (4, 5) and 4 labels; expected one label per sample and samples "
+            "of the spec's shape (3,)",
+        ),
+        ((torch.zeros(4, 3), _LONG[:3]), "inputs of shape (4, 3) and 3 labels"),
+        (
+            (torch.zeros(4, 3), torch.zeros(4)),
+            "expected float32 inputs and a 1-D int64 label vector, got torch.float32 inputs "
+            "and torch.float32 labels of shape (4,) (.float() and .long() convert)",
+        ),
+        ((torch.zeros(4, 3, dtype=torch.float64), _LONG), "got torch.float64 inputs"),
+        ((torch.zeros(0, 3), _LONG[:0]), "is empty; a search needs samples"),
+        (([[0.0] * 3], [0]), "expected (inputs, labels) tensors, got list and list"),
+    ],
+)
+def test_a_malformed_dataset_is_refused_naming_the_split_and_the_fault(train, message):
+    good = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        Dataset("x", DataSpec((3,), 2), train, good, good)
+    assert str(error.value).startswith("Dataset 'x', train split")

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -167,6 +168,69 @@ def test_resuming_with_other_objectives_is_refused(tmp_path):
         )
 
 
+def test_other_arrays_do_not_resume_a_study_searched_on_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)).astype("float32"), np.arange(60) % 2
+    url = f"sqlite:///{tmp_path}/a.db"
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": url, "sampler": "random"}
+    optnas.search("mlp", (x, y), **kwargs)
+    study = optnas.search("mlp", (x.copy(), y.copy()), **kwargs)  # the same data: resumed
+    assert len(study.trials) == 2
+    for other in [(x + 1, y), (x, 1 - y), (x[:, :3], y)]:
+        with pytest.raises(optnas.StorageError, match=r"would change data.name: '<arrays \w+>"):
+            optnas.search("mlp", other, **kwargs)
+    assert len(optuna.load_study(study_name=study.study_name, storage=url).trials) == 2
+
+
+def test_another_space_function_of_the_same_name_does_not_resume_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": url, "study_name": "s", "dedup": False}
+
+    def my_space(trial, spec):
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, trial.suggest_int("w", 2, 4)),
+                             nn.Linear(trial.params["w"], spec.num_classes))  # fmt: skip
+
+    first = my_space
+    optnas.search(first, "digits", **kwargs)
+
+    def my_space(trial, spec):  # noqa: F811  (the same name, another space)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, spec.num_classes))
+
+    with pytest.raises(optnas.StorageError, match="would change space.name"):
+        optnas.search(my_space, "digits", **kwargs)
+    assert len(optnas.search(first, "digits", **kwargs).trials) == 2  # the same: resumed
+
+
+def test_a_folder_whose_classes_changed_does_not_resume_its_study(tmp_path):
+    from PIL import Image
+
+    def folder(classes: str) -> Path:
+        for c in classes:
+            (tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True)
+            for i in range(5):
+                Image.new("RGB", (6, 6), (i * 40, 0, 0)).save(tmp_path / "imgs" / c / f"{i}.png")
+        return tmp_path / "imgs"
+
+    url = f"sqlite:///{tmp_path}/a.db"
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": url, "study_name": "s"}
+    optnas.search(tiny_space, folder("ab"), **kwargs)
+    with pytest.raises(optnas.StorageError, match=r"shape \(3, 6, 6\) in 2 classes, but "
+                       r"'imgs' now holds samples of shape \(3, 6, 6\) in 3 classes"):  # fmt: skip
+        optnas.search(tiny_space, folder("abc"), **kwargs)
+
+
+def test_a_plain_optuna_study_of_the_same_name_is_refused_and_left_alone(tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    mine = optuna.create_study(storage=url, study_name="mine", direction="maximize")
+    mine.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=1)
+    with pytest.raises(
+        optnas.StorageError, match="already exists with 1 finished trials that this"
+    ):
+        optnas.search("mlp", "wine", n_trials=1, epochs=1, storage=url, study_name="mine")
+    mine = optuna.load_study(study_name="mine", storage=url)
+    assert len(mine.trials) == 1 and mine.metric_names is None and not mine.user_attrs
+
+
 def test_budgets_skip_training_and_set_constraints():
     study = optnas.search(
         tiny_space,
@@ -245,8 +309,38 @@ def test_diverging_child_fails_with_the_reason():
         trial.suggest_int("x", 0, 1)
         return Explodes()
 
-    study = optnas.search(exploding, "digits", n_trials=1, epochs=1, storage=MEMORY)
-    assert study.trials[0].user_attrs["fail_reason"].startswith("DivergedError: training loss")
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(optnas.SearchError, match="only trial failed. Trial 0 failed with Div"):
+        optnas.search(exploding, "digits", n_trials=1, epochs=1, storage=storage, study_name="s")
+    trial = optuna.load_study(study_name="s", storage=storage).trials[0]
+    assert trial.user_attrs["fail_reason"].startswith("DivergedError: training loss")
+
+
+def test_a_search_whose_every_trial_failed_says_so():
+    def broken(trial, spec):
+        trial.suggest_int("x", 0, 9)
+        raise ImportError("no module named 'mymodels'")
+
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(optnas.SearchError, match="All 2 trials of this search failed. Trial 0"):
+        optnas.search(broken, "digits", n_trials=2, storage=storage, study_name="s")
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials] == [STATE.FAIL] * 2  # recorded all the same
+
+
+def test_a_sampler_that_stops_the_study_ends_the_search(caplog):
+    grid = optuna.samplers.GridSampler({"n_layers": [1], "width0": [32, 64]})
+    study = optnas.search(my_mlp, "wine", n_trials=5, epochs=1, sampler=grid, storage=MEMORY)
+    assert [t.state for t in study.trials] == [STATE.COMPLETE] * 2  # the grid, once
+    assert "exhausted" not in caplog.text
+
+
+def my_mlp(trial: optuna.Trial, spec) -> nn.Module:
+    width = trial.suggest_categorical("width0", [32, 64])
+    layers = [nn.Linear(spec.input_shape[0], width), nn.ReLU()]
+    for _ in range(trial.suggest_int("n_layers", 1, 2) - 1):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(width, spec.num_classes))
 
 
 def test_all_failing_first_trials_stop_with_one_clear_error():
@@ -280,12 +374,27 @@ def test_all_failing_first_trials_stop_with_one_clear_error():
         ({"devices": "tpu"}, "Unknown device 'tpu'"),
         ({"objectives": ("accuracy", "accuracy")}, "Each objective may appear once"),
         ({"data": "cifar"}, "Unknown dataset 'cifar'"),
+        ({"n_trials": "5"}, "n_trials must be a number, but got '5'"),
+        ({"lr": "0.01"}, "lr must be a number, but got '0.01'"),
+        ({"objectives": None}, "objectives must be a name or a list of names among accuracy"),
+        ({"storage": 123}, "storage must be a database URL, an Optuna storage or None"),
+        ({"study_name": ""}, "study_name must be a non-empty string or None, but got ''"),
+        ({"seed": -1}, "seed must be a whole number from 0 to 2\\*\\*32 - 1, but got -1"),
+        ({"split_seed": "a"}, "split_seed must be a whole number from 0"),
+        ({"data_dir": 123}, "data_dir must be a folder"),
     ],
 )
 def test_bad_names_fail_before_anything_is_created(in_tmp, kwargs, message):
     kwargs = {"space": tiny_space, "n_trials": 1, **kwargs}
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         optnas.search(**kwargs)
+    assert not (in_tmp / "studies").exists()
+
+
+def test_an_artifacts_folder_inside_a_file_is_refused_before_the_study(in_tmp):
+    (in_tmp / "notes.txt").write_text("a file")
+    with pytest.raises(ValueError, match="'notes.txt' is a file, so 'notes.txt/sub' cannot be"):
+        optnas.search(tiny_space, n_trials=1, artifacts="notes.txt/sub")
     assert not (in_tmp / "studies").exists()
 
 
@@ -443,3 +552,15 @@ def test_without_accuracy_candidates_are_measured_not_trained(capsys):
     for t in study.trials:
         assert t.values == [t.user_attrs["params"], t.user_attrs["latency"]]
         assert t.user_attrs["epochs_trained"] == 0 and "val_curve" not in t.user_attrs
+
+
+def test_a_seeded_study_resumed_proposes_new_candidates_reproducibly(tmp_path):
+    def twice(url: str) -> list[dict]:
+        for _ in range(2):
+            study = optnas.search("mlp", "wine", n_trials=3, epochs=1, storage=url,
+                                  sampler="random", seed=0, study_name="s")  # fmt: skip
+        return study.trials
+
+    trials = twice(f"sqlite:///{tmp_path}/a.db")
+    assert [t.state for t in trials] == [STATE.COMPLETE] * 6  # no replayed duplicates
+    assert [t.params for t in twice(f"sqlite:///{tmp_path}/b.db")] == [t.params for t in trials]

@@ -126,8 +126,11 @@ def test_evaluate_counts_correct_predictions():
 @pytest.mark.parametrize("samples", [8, 16, 32, 40])
 def test_a_handful_of_steps_trains(samples):
     x, y = torch.randn(samples, 4), torch.randint(0, 2, (samples,))
-    result = fit(nn.Linear(4, 2), (x, y), (x, y), epochs=1, batch_size=8)
+    model = nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    result = fit(model, (x, y), (x, y), epochs=1, batch_size=8)
     assert result.images == samples and len(result.curve) == 1
+    assert not torch.equal(model.weight.detach().cpu(), before)  # it took its steps
 
 
 def test_images_are_augmented_in_batches_without_mixing_samples():

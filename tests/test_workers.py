@@ -201,8 +201,9 @@ def test_ctrl_c_at_the_terminal_records_every_worker_s_trial(in_tmp):
     # A terminal's Ctrl-C signals the whole foreground process group: the workers too.
     url = f"sqlite:///{in_tmp}/g.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    # 20 epochs of 0.2 s: both trials still train when the signal comes, even on a busy machine.
     argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
-            "--data", "wine", "--objectives", "accuracy", "--epochs", "5", "--n-trials", "4",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", "20", "--n-trials", "4",
             "--storage", url, "--study-name", "g", "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True, preexec_fn=_default_ctrl_c)  # fmt: skip
@@ -238,3 +239,78 @@ def test_workers_share_the_machine_s_cores_out(in_tmp):
     (first,), (second,) = by_worker.values()
     assert set(first).isdisjoint(second)
     assert set(first) | set(second) == os.sched_getaffinity(0)
+
+
+def _search_with_workers(url: str, name: str, n_trials: int, **popen: object):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", "20", "--n-trials",
+            str(n_trials), "--storage", url, "--study-name", name, "--workers", "2",
+            "--pruner", "none", "--no-dedup"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **popen)  # fmt: skip
+
+
+def _training(url: str, name: str, count: int) -> list[optuna.trial.FrozenTrial] | None:
+    """The trials in training, once ``count`` of them are."""
+    try:
+        trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    except Exception:
+        return None
+    running = [t for t in trials if t.state == State.RUNNING and t.user_attrs.get("val_curve")]
+    return running if len(running) >= count else None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" in status.read()  # a zombie: ended, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def _pid(trial: optuna.trial.FrozenTrial) -> int:
+    return int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("kind", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_stop_with_their_parent_and_record_their_trials(in_tmp, kind):
+    url = f"sqlite:///{in_tmp}/p.db"
+    process = _search_with_workers(url, "p", 4)
+    running = _wait_for(lambda: _training(url, "p", 2))
+    process.send_signal(kind)  # to the parent alone, as `kill` or a job scheduler sends it
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == (130 if kind == signal.SIGTERM else -signal.SIGKILL)
+    _wait_for(lambda: all(_gone(_pid(t)) for t in running), timeout=60)
+    trials = optuna.load_study(study_name="p", storage=url).trials
+    assert not [t for t in trials if t.state == State.RUNNING]
+    assert sum("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials) == 2
+
+
+def test_a_killed_worker_is_replaced_and_its_trial_queued_again(in_tmp):
+    url = f"sqlite:///{in_tmp}/r.db"
+    process = _search_with_workers(url, "r", 4)
+    victim = _wait_for(lambda: _training(url, "r", 1))[0]
+    os.kill(_pid(victim), signal.SIGKILL)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err.decode()
+    assert f"A worker was killed by SIGKILL; its trial {victim.number} queued again; a new " \
+           "worker runs the rest of its share (2)" in err.decode()  # fmt: skip
+    trials = optuna.load_study(study_name="r", storage=url).trials
+    died = trials[victim.number]
+    assert died.state == State.FAIL
+    assert died.user_attrs["fail_reason"].endswith("was killed by SIGKILL; queued again")
+    again = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(again) == 1 and again[0].params == victim.params
+    assert again[0].state == State.COMPLETE
+    assert sum(t.state == State.COMPLETE for t in trials) == 4  # the whole n_trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 3
+    assert f"trial {victim.number}: its worker" in out.decode()  # the summary says why
+
+
+def test_the_workers_progress_bar_counts_this_run_s_trainings(in_tmp, capfd):
+    for _ in range(2):
+        optnas.search("mlp", "wine", n_trials=2, workers=2, show_progress_bar=True, **FAST)
+    err = capfd.readouterr().err
+    last_run = err[err.rindex("0/2") :]  # the resumed run's bar, from its start
+    assert "2/2" in last_run and "3/2" not in last_run and "4/2" not in last_run
