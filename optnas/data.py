@@ -278,7 +278,7 @@ def _torchvision_splits(
 
     class_name, folder, _ = _TORCHVISION[name]
     reader = getattr(torchvision.datasets, class_name)
-    existing = _folders(root)
+    existing = _folders(root) if download else set()
     try:
         train, test = (reader(root=root, train=flag, download=download) for flag in (True, False))
     except (RuntimeError, OSError) as err:
@@ -301,7 +301,9 @@ def _torchvision_splits(
 
 
 def _folders(root: Path) -> set[Path]:
-    return {root, *(p for p in root.rglob("*") if p.is_dir())} if root.is_dir() else set()
+    if not root.is_dir():
+        return set()
+    return {root, *(Path(top) / d for top, dirs, _ in os.walk(root) for d in dirs)}
 
 
 def _remove_empty_new_folders(root: Path, existing: set[Path]) -> None:

@@ -76,6 +76,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -417,6 +418,25 @@ class Definition:
         """
         return _flat(self.values)
 
+    def with_hashes_of(self, other: Definition) -> Definition:
+        """This definition with ``other``'s names of objects (``"<arrays 5f0c…>"``) where
+        this one records the same objects by an older name without their hash
+        (``"<arrays>"``): a study recorded before names carried hashes resumes.
+
+        Example:
+            >>> old = load(DEFAULT_FILE).replace({"data.name": "<arrays>"})
+            >>> new = old.replace({"data.name": "<arrays 0123456789>"})
+            >>> old.with_hashes_of(new) == new
+            True
+        """
+        changes = {}
+        for key in ("space.name", "data.name"):
+            mine, theirs = self.flat().get(key), other.flat().get(key)
+            legacy = isinstance(mine, str) and isinstance(theirs, str) and mine != theirs
+            if legacy and _HASHED.sub(">", theirs) == mine:
+                changes[key] = theirs
+        return self.replace(changes) if changes else self
+
     def differences(self, other: Definition) -> list[str]:
         """The keys (besides how-to-run keys such as ``n_trials``) whose values differ
         between this definition and ``other``, as ``"key: this → other"`` lines.
@@ -537,6 +557,9 @@ def _data_name(data: Any) -> str:
     if isinstance(data, Dataset):
         return f"<dataset {data.name} {_fingerprint(data.spec, *data.train, *data.val)}>"
     return f"<arrays {_fingerprint(*data)}>"
+
+
+_HASHED = re.compile(r" [0-9a-f]{10}>$")  # the hash that ends an object's recorded name
 
 
 def _fingerprint(*parts: Any) -> str:

@@ -382,7 +382,11 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
 
     recorded = study.user_attrs.get(DEFINITION_ATTR)
     if recorded is not None and not replace:
-        changed = Definition.from_study(study).differences(definition)
+        before = Definition.from_study(study)
+        upgraded = before.with_hashes_of(definition)
+        if upgraded != before:  # Recorded before names carried hashes: now they do.
+            study.set_user_attr(DEFINITION_ATTR, upgraded.to_json())
+        changed = upgraded.differences(definition)
         if changed:
             raise StorageError(
                 f"Study {study.study_name!r} was created with another definition; this run "

@@ -161,17 +161,14 @@ class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a trial whose worker died, telling the new trial why it runs."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trial = copy.deepcopy(trial)
         worker = trial.user_attrs.get("worker", "its worker")
-        why = f"whose worker ({worker}) stopped sending heartbeats: it died or hung"
-        trial.set_user_attr("retry_reason", f"retries trial {trial.number}, {why}")
-        super().__call__(study, trial)
+        retry(study, trial, f"whose worker ({worker}) stopped sending heartbeats: it died or hung")
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
     """Queue a failed ``trial``'s parameters again as a new trial, as Optuna retries a
     trial whose heartbeat went stale (at most :data:`MAX_RETRIES` times along one trial's
-    retries); its ``retry_reason`` says ``why``.
+    retries); its only user attr, ``retry_reason``, says ``why``.
 
     Example:
         >>> study = optuna.create_study()
@@ -182,7 +179,9 @@ def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> Non
         ('WAITING', 'retries trial 0, its worker died')
     """
     trial = copy.deepcopy(trial)
-    trial.set_user_attr("retry_reason", f"retries trial {trial.number}, {why}")
+    # What the failed run recorded (its worker, curve, failure) is not the new trial's:
+    # Optuna would copy it over.
+    trial.user_attrs = {"retry_reason": f"retries trial {trial.number}, {why}"}
     with warnings.catch_warnings():  # Experimental in Optuna 5.0.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 import signal
 import socket
@@ -105,12 +106,19 @@ def run_workers(
     shares = [None] * workers if n_trials is None else _shares(n_trials, workers)
     shares = [share for share in shares if share != 0]
 
-    def start(share: int | None, cores: list[int] | None) -> _Worker:
-        return _Worker(_start(storage, study_name, share, timeout, trials_per_device, cores),
-                       share, cores)  # fmt: skip
+    began = time.monotonic()
+
+    def start(share: int | None, cores: list[int] | None) -> _Worker | None:
+        """A worker for ``share`` trainings within what is left of ``timeout``."""
+        left = None if timeout is None else timeout - (time.monotonic() - began)
+        if left is not None and left <= 0:
+            return None
+        started = datetime.datetime.now() - datetime.timedelta(seconds=1)  # the clock's grain
+        process = _start(storage, study_name, share, left, trials_per_device, cores)
+        return _Worker(process, share, cores, started)
 
     running = [start(share, _cores(i, len(shares))) for i, share in enumerate(shares)]
-    supervisor = _Supervisor(running, start, open_study_of(storage, study_name))
+    supervisor = _Supervisor([w for w in running if w], start, open_study_of(storage, study_name))
     try:
         with _interrupts_as_a_flag() as interrupted:
             supervisor.wait(n_trials, show_progress_bar, interrupted)
@@ -120,7 +128,7 @@ def run_workers(
         _interrupt([w.process for w in supervisor.workers])
         raise
     codes = [w.process.returncode for w in supervisor.workers if not w.replaced]
-    if all(code != 0 for code in codes):
+    if codes and all(code != 0 for code in codes):
         raise SearchError(
             f"All {len(codes)} workers failed (exit status {codes[0]}); their errors are "
             "printed above."
@@ -143,6 +151,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     share: int | None  # trainings it was started for; None: no limit
     cores: list[int] | None
+    started: datetime.datetime  # before its first trial: a pid reused later is not it
     handled: bool = False  # its death, by a signal
     replaced: bool = False  # by a new worker, or with nothing of its share left
 
@@ -164,14 +173,16 @@ class _Supervisor:
         bar = self._bar(n_trials) if show_progress_bar else None
         done_before = self._trained()
         try:
-            while not interrupted and any(w.process.poll() is None for w in self.workers):
+            while not interrupted:
                 time.sleep(0.5)
-                for worker in list(self.workers):
+                for worker in list(self.workers):  # Polled once: a death is seen here.
                     code = worker.process.poll()
                     if code is not None and code < 0 and not worker.handled:
                         self._stand_in(worker, code, bar)
                 if bar is not None:
                     bar.update(self._trained() - done_before - bar.n)
+                if all(w.process.returncode is not None for w in self.workers):
+                    break
         finally:
             if bar is not None:
                 bar.close()
@@ -183,28 +194,34 @@ class _Supervisor:
 
         return tqdm(total=n_trials, unit=progress_unit(self.study.metric_names or []))
 
-    def _trained(self, worker: str | None = None) -> int:
-        """Trainings finished in the study (by ``worker`` alone, a "host:pid")."""
+    def _trained(self, worker: _Worker | None = None) -> int:
+        """Trainings finished in the study (by ``worker`` alone), not counting trials
+        failed because their worker died."""
         from optnas.search import _untrained
 
+        trials = self.study.get_trials(deepcopy=False) if worker is None else self._of(worker)
         return sum(
-            t.state.is_finished()
-            and not _untrained(t)
-            and not t.user_attrs.get("worker_died")
-            and (worker is None or t.user_attrs.get("worker") == worker)
-            for t in self.study.get_trials(deepcopy=False)
+            t.state.is_finished() and not _untrained(t) and not t.user_attrs.get("worker_died")
+            for t in trials
         )
+
+    def _of(self, worker: _Worker) -> list[optuna.trial.FrozenTrial]:
+        """The trials ``worker`` started (each records its "host:pid")."""
+        name = f"{self.host}:{worker.process.pid}"
+        return [
+            t
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("worker") == name
+            and t.datetime_start is not None
+            and t.datetime_start >= worker.started
+        ]
 
     def _stand_in(self, worker: _Worker, code: int, bar: Any) -> None:
         from optnas.storage import retry
 
         name = f"{self.host}:{worker.process.pid}"
         died = f"its worker ({name}) was killed by {signal.Signals(-code).name}"
-        orphans = [
-            t
-            for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
-            if t.user_attrs.get("worker") == name
-        ]
+        orphans = [t for t in self._of(worker) if t.state == TrialState.RUNNING]
         storage = self.study._storage
         for trial in orphans:
             storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{died}; queued again")
@@ -212,15 +229,18 @@ class _Supervisor:
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             retry(self.study, storage.get_trial(trial._trial_id), died)
         worker.handled = True
-        left = None if worker.share is None else worker.share - self._trained(name)
+        left = None if worker.share is None else worker.share - self._trained(worker)
         message = f"A worker was killed by {signal.Signals(-code).name}"
         if orphans:
             message += f"; its trial {', '.join(str(t.number) for t in orphans)} queued again"
         worker.replaced = left is not None and left <= 0
+        successor = None
         if not worker.replaced and self.restarts < _MAX_RESTARTS:
+            successor = self.start(left, worker.cores)  # None once the timeout is spent
+        if successor is not None:
             self.restarts += 1
             worker.replaced = True
-            self.workers.append(self.start(left, worker.cores))
+            self.workers.append(successor)
             message += f"; a new worker runs the rest of its share ({left or 'unlimited'})"
         if bar is not None:
             bar.clear()
@@ -265,9 +285,10 @@ whose parent is gone interrupts itself (:func:`stop_with_the_parent`)."""
 
 
 def stop_with_the_parent() -> None:
-    """Where :data:`PARENT_ENV` names a parent, watch it: once this process has another
-    parent (the first died, even by SIGKILL), interrupt this one as Ctrl-C would, so that
-    it records its running trials' ends and exits instead of training on unsupervised.
+    """Where :data:`PARENT_ENV` names a parent, answer its SIGINT (even where it was
+    ignored) and watch it: once this process has another parent (the first died, even by
+    SIGKILL), interrupt this one as Ctrl-C would, so that it records its running trials'
+    ends and exits instead of training on unsupervised.
 
     Example:
         >>> stop_with_the_parent()  # without OPTNAS_WORKER_PARENT: nothing to watch
@@ -275,6 +296,9 @@ def stop_with_the_parent() -> None:
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None or not parent.isdigit():
         return
+    # The parent stops a worker with SIGINT, which a shell's background job starts out
+    # ignoring (and passes on ignored): this process answers it all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def watch() -> None:
         while os.getppid() == int(parent):

@@ -564,3 +564,23 @@ def test_a_seeded_study_resumed_proposes_new_candidates_reproducibly(tmp_path):
     trials = twice(f"sqlite:///{tmp_path}/a.db")
     assert [t.state for t in trials] == [STATE.COMPLETE] * 6  # no replayed duplicates
     assert [t.params for t in twice(f"sqlite:///{tmp_path}/b.db")] == [t.params for t in trials]
+
+
+def test_a_study_recorded_before_names_carried_hashes_resumes(tmp_path):
+    from optnas.definition import DEFINITION_ATTR, Definition
+
+    x, y = np.random.default_rng(0).normal(size=(60, 4)).astype("float32"), np.arange(60) % 2
+
+    def my_mlp_space(trial, spec):
+        return my_mlp(trial, spec)
+
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": f"sqlite:///{tmp_path}/a.db",
+              "study_name": "s", "dedup": False}  # fmt: skip
+    study = optnas.search(my_mlp_space, (x, y), **kwargs)
+    hashed = Definition.from_study(study)
+    unhashed_space = hashed["space"]["name"].rsplit(" ", 1)[0] + ">"  # "<module.name>"
+    legacy = hashed.replace({"data.name": "<arrays>", "space.name": unhashed_space})
+    study.set_user_attr(DEFINITION_ATTR, legacy.to_json())  # as older versions recorded it
+    study = optnas.search(my_mlp_space, (x, y), **kwargs)
+    assert len(study.trials) == 2
+    assert Definition.from_study(study) == hashed  # recorded with the hashes now

@@ -303,6 +303,8 @@ def test_a_killed_worker_is_replaced_and_its_trial_queued_again(in_tmp):
     again = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(again) == 1 and again[0].params == victim.params
     assert again[0].state == State.COMPLETE
+    assert "fail_reason" not in again[0].user_attrs  # the failed run's record stays its own
+    assert "4/4" in err.decode()  # the bar counts the retried trial's training
     assert sum(t.state == State.COMPLETE for t in trials) == 4  # the whole n_trials
     assert len({t.user_attrs["worker"] for t in trials}) == 3
     assert f"trial {victim.number}: its worker" in out.decode()  # the summary says why
