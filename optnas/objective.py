@@ -26,6 +26,7 @@ With an artifact store, a trial also uploads the diagram of its network
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import socket
 import threading
@@ -98,6 +99,9 @@ class Objective:
         self.train_kwargs = dict(train_kwargs or {})
         self.latency_batch_size = latency_batch_size
         self.dedup = dedup
+        # Trials still running from before (a crashed run's, on a storage without
+        # heartbeats) may never end: dedup waits only on those started since.
+        self.started = datetime.datetime.now()
         self.artifact_store = artifact_store
         self.keep_weights = keep_weights
         # What makes two trainings of one architecture interchangeable.
@@ -146,9 +150,10 @@ class Objective:
                 trial.set_user_attr("epochs_trained", 0)
                 out = tuple(float(costs[name]) for name in self.objectives)
                 return out if len(out) > 1 else out[0]
-            trial.set_user_attr("training", self.training)
             if self.dedup:
                 self._skip_duplicate(trial)
+            # Recorded once it trains: to dedup, a running trial with a recipe is in training.
+            trial.set_user_attr("training", self.training)
             result = self._train(trial, slot, seed)
             values = {"accuracy": result.accuracy, **costs}
             out = tuple(float(values[name]) for name in self.objectives)
@@ -199,14 +204,18 @@ class Objective:
         original = self._original(trial)
         if original is None:
             return
-        curve = original.user_attrs.get("val_curve", [])
+        state = optuna.trial.TrialState
+        running = original.state == state.RUNNING
+        curve = [] if running else original.user_attrs.get("val_curve", [])
         trial.set_user_attr("duplicate_of", original.number)
         trial.set_user_attr("val_curve", curve)
         trial.set_user_attr("train_seconds", 0.0)
         trial.set_user_attr("epochs_trained", 0)
         outcome = (
-            f"pruned after epoch {len(curve)}"
-            if original.state == optuna.trial.TrialState.PRUNED
+            "in training now"
+            if running
+            else f"pruned after epoch {len(curve)}"
+            if original.state == state.PRUNED
             else f"validation accuracy {curve[-1]:.4f}"
         )
         raise optuna.TrialPruned(
@@ -214,19 +223,28 @@ class Objective:
         )
 
     def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-        """The first finished trial that trained this architecture with this recipe."""
+        """The first finished trial that trained this architecture with this recipe, else
+        one in training now (in another worker or slot; started since this objective was
+        made), so that two do not train the same network at once."""
         key = trial.user_attrs["arch_key"]
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        for other in trial.study.get_trials(deepcopy=False, states=states):
+        state = optuna.trial.TrialState
+        in_training = None
+        for other in trial.study.get_trials(
+            deepcopy=False, states=(state.COMPLETE, state.PRUNED, state.RUNNING)
+        ):
             attrs = other.user_attrs
             if (
-                attrs.get("arch_key") == key
-                and recipe_of(other) == self.training
-                and "duplicate_of" not in attrs
-                and attrs.get("val_curve")  # trained, not skipped over budget
+                attrs.get("arch_key") != key
+                or recipe_of(other) != self.training  # recorded as its training starts
+                or "duplicate_of" in attrs
             ):
+                continue
+            if other.state != state.RUNNING and attrs.get("val_curve"):  # trained
                 return other
-        return None
+            started = other.datetime_start
+            if other.state == state.RUNNING and started and started >= self.started:
+                in_training = in_training or other
+        return in_training
 
     def _trial_seed(self, number: int) -> int:
         if self.seed is None:

@@ -584,3 +584,18 @@ def test_a_study_recorded_before_names_carried_hashes_resumes(tmp_path):
     study = optnas.search(my_mlp_space, (x, y), **kwargs)
     assert len(study.trials) == 2
     assert Definition.from_study(study) == hashed  # recorded with the hashes now
+
+
+def test_an_architecture_in_training_is_not_trained_again_at_the_same_time():
+    from conftest import Slow
+
+    def one_network(trial, spec):
+        trial.suggest_categorical("width", [8])  # every candidate is the same network
+        return Slow(spec)
+
+    study = optnas.search(one_network, "wine", n_trials=2, epochs=3, storage=MEMORY,
+                          trials_per_device=2, pruner="none", artifacts=False)  # fmt: skip
+    trained = [t for t in study.trials if t.user_attrs.get("train_seconds")]
+    assert len(trained) == 1  # the two first trials started together: one trained
+    reasons = [t.user_attrs.get("pruned_reason", "") for t in study.trials]
+    assert f"duplicate of trial {trained[0].number} (in training now)" in " ".join(reasons)
