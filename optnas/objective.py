@@ -100,7 +100,7 @@ class Objective:
         self.latency_batch_size = latency_batch_size
         self.dedup = dedup
         # Trials still running from before (a crashed run's, on a storage without
-        # heartbeats) may never end: dedup waits only on those started since.
+        # heartbeats) may never end: dedup waits only for those started since.
         self.started = datetime.datetime.now()
         self.artifact_store = artifact_store
         self.keep_weights = keep_weights
@@ -150,10 +150,7 @@ class Objective:
                 trial.set_user_attr("epochs_trained", 0)
                 out = tuple(float(costs[name]) for name in self.objectives)
                 return out if len(out) > 1 else out[0]
-            if self.dedup:
-                self._skip_duplicate(trial)
-            # Recorded once it trains: to dedup, a running trial with a recipe is in training.
-            trial.set_user_attr("training", self.training)
+            self._claim(trial)  # or prune it as a duplicate
             result = self._train(trial, slot, seed)
             values = {"accuracy": result.accuracy, **costs}
             out = tuple(float(values[name]) for name in self.objectives)
@@ -195,37 +192,50 @@ class Objective:
             return
         artifacts.upload(self.artifact_store, trial, artifacts.WEIGHTS, slot.weights())
 
-    def _skip_duplicate(self, trial: optuna.Trial) -> None:
+    def _claim(self, trial: optuna.Trial) -> None:
+        """Record the recipe ``trial`` trains with, which marks it as in training; with
+        dedup, first prune it if its architecture was trained with this recipe already.
+
+        A trial of the same architecture in training now (in another worker or slot) is
+        waited for: its result stands for both, and two never train one network at once.
+        The look and the mark are one step within a process.
+        """
+        while True:
+            with _CLAIM_LOCK:
+                original, in_training = self._original(trial) if self.dedup else (None, None)
+                if original is not None:
+                    self._skip_duplicate(trial, original)
+                if in_training is None:
+                    trial.set_user_attr("training", self.training)
+                    return
+            time.sleep(DEDUP_POLL_SECONDS)
+
+    def _skip_duplicate(self, trial: optuna.Trial, original: optuna.trial.FrozenTrial) -> None:
         """Prune, untrained, an architecture the study already trained with this recipe.
 
         The earlier trial's result stands for both; recording the repeat as pruned keeps the
         Pareto front free of copies and tells samplers like TPE to look elsewhere.
         """
-        original = self._original(trial)
-        if original is None:
-            return
-        state = optuna.trial.TrialState
-        running = original.state == state.RUNNING
-        curve = [] if running else original.user_attrs.get("val_curve", [])
+        curve = original.user_attrs.get("val_curve", [])
         trial.set_user_attr("duplicate_of", original.number)
         trial.set_user_attr("val_curve", curve)
         trial.set_user_attr("train_seconds", 0.0)
         trial.set_user_attr("epochs_trained", 0)
         outcome = (
-            "in training now"
-            if running
-            else f"pruned after epoch {len(curve)}"
-            if original.state == state.PRUNED
+            f"pruned after epoch {len(curve)}"
+            if original.state == optuna.trial.TrialState.PRUNED
             else f"validation accuracy {curve[-1]:.4f}"
         )
         raise optuna.TrialPruned(
             f"duplicate of trial {original.number} ({outcome}); not trained again"
         )
 
-    def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-        """The first finished trial that trained this architecture with this recipe, else
-        one in training now (in another worker or slot; started since this objective was
-        made), so that two do not train the same network at once."""
+    def _original(
+        self, trial: optuna.Trial
+    ) -> tuple[optuna.trial.FrozenTrial | None, optuna.trial.FrozenTrial | None]:
+        """The first finished trial that trained this architecture with this recipe, and
+        else one in training now by a live process (started since this objective was
+        made: a crashed run's trial left RUNNING on a storage without heartbeats is not)."""
         key = trial.user_attrs["arch_key"]
         state = optuna.trial.TrialState
         in_training = None
@@ -234,17 +244,18 @@ class Objective:
         ):
             attrs = other.user_attrs
             if (
-                attrs.get("arch_key") != key
+                other.number == trial.number
+                or attrs.get("arch_key") != key
                 or recipe_of(other) != self.training  # recorded as its training starts
                 or "duplicate_of" in attrs
             ):
                 continue
             if other.state != state.RUNNING and attrs.get("val_curve"):  # trained
-                return other
+                return other, None
             started = other.datetime_start
             if other.state == state.RUNNING and started and started >= self.started:
-                in_training = in_training or other
-        return in_training
+                in_training = in_training or (other if _alive(other) else None)
+        return None, in_training
 
     def _trial_seed(self, number: int) -> int:
         if self.seed is None:
@@ -320,6 +331,26 @@ class Objective:
 
 # Reentrant: a sampler may count a candidate's costs (a build) inside the build that asks it.
 _BUILD_LOCK = threading.RLock()
+_CLAIM_LOCK = threading.Lock()
+DEDUP_POLL_SECONDS = 1.0
+"""How often a trial waiting for the same network's training elsewhere looks again."""
+
+
+def _alive(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the process running ``trial`` (its ``worker``, "host:pid") still runs; one
+    on another host is taken to (the storage's heartbeat fails its trial if it died)."""
+    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Someone else's process: it exists.
+        return True
+    return True
+
+
 _LOG = optuna.logging.get_logger("optnas")
 # Settings that change how fast a child trains, not what it learns.
 _NOT_RECIPE = ("autotune", "compile")

@@ -384,9 +384,9 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
     if recorded is not None and not replace:
         before = Definition.from_study(study)
         upgraded = before.with_hashes_of(definition)
-        if upgraded != before:  # Recorded before names carried hashes: now they do.
-            study.set_user_attr(DEFINITION_ATTR, upgraded.to_json())
         changed = upgraded.differences(definition)
+        if upgraded != before and not changed:  # Recorded before names carried hashes.
+            study.set_user_attr(DEFINITION_ATTR, upgraded.to_json())
         if changed:
             raise StorageError(
                 f"Study {study.study_name!r} was created with another definition; this run "

@@ -595,7 +595,22 @@ def test_an_architecture_in_training_is_not_trained_again_at_the_same_time():
 
     study = optnas.search(one_network, "wine", n_trials=2, epochs=3, storage=MEMORY,
                           trials_per_device=2, pruner="none", artifacts=False)  # fmt: skip
-    trained = [t for t in study.trials if t.user_attrs.get("train_seconds")]
-    assert len(trained) == 1  # the two first trials started together: one trained
-    reasons = [t.user_attrs.get("pruned_reason", "") for t in study.trials]
-    assert f"duplicate of trial {trained[0].number} (in training now)" in " ".join(reasons)
+    (trained,) = [t for t in study.trials if t.user_attrs.get("train_seconds")]
+    # The other of the two first trials, started beside it, waited for its result.
+    waited = study.trials[1 - trained.number]
+    assert waited.user_attrs["duplicate_of"] == trained.number
+    assert waited.datetime_complete >= trained.datetime_complete
+    assert len(study.trials) == 1 + 50  # then 50 duplicates in a row: exhausted
+
+
+def test_a_queued_trial_carrying_a_recipe_trains_rather_than_wait_for_itself(tmp_path):
+    url = f"sqlite:///{tmp_path}/q.db"
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": url, "study_name": "q"}
+    first = optnas.search(tiny_space, "digits", **kwargs).trials[0]
+    study = optuna.load_study(study_name="q", storage=url)
+    other = {"width": 12 - first.params["width"]}  # tiny_space's other network
+    # As a retry by Optuna's RetryFailedTrialCallback would carry the failed run's attrs.
+    study.enqueue_trial(other, user_attrs={"training": first.user_attrs["training"]})
+    trials = optnas.search(tiny_space, "digits", **kwargs).trials
+    assert trials[1].params == other and trials[1].state == STATE.COMPLETE
+    assert trials[1].user_attrs["train_seconds"] > 0
