@@ -451,7 +451,7 @@ def _check_artifacts(artifacts: Any) -> None:
     if isinstance(artifacts, (str, os.PathLike)):
         folder = Path(artifacts)
         existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if existing.exists() and not existing.is_dir():
+        if not existing.is_dir():
             raise ValueError(
                 f"artifacts must be a folder, but {str(existing)!r} is a file, so "
                 f"{str(folder)!r} cannot be one."

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optnas.errors import SearchError
+from optnas.storage import open_study, retry
 
 __all__ = ["run_workers", "work"]
 
@@ -64,7 +65,6 @@ def work(
         3
     """
     from optnas.definition import Definition
-    from optnas.storage import open_study
 
     definition = Definition.from_study(open_study(study_name, storage))
     changes = {"storage": storage, "study_name": study_name, "workers": 1}
@@ -118,7 +118,7 @@ def run_workers(
         return _Worker(process, share, cores, started)
 
     running = [start(share, _cores(i, len(shares))) for i, share in enumerate(shares)]
-    supervisor = _Supervisor([w for w in running if w], start, open_study_of(storage, study_name))
+    supervisor = _Supervisor([w for w in running if w], start, open_study(study_name, storage))
     try:
         with _interrupts_as_a_flag() as interrupted:
             supervisor.wait(n_trials, show_progress_bar, interrupted)
@@ -138,12 +138,6 @@ def run_workers(
             f"{sum(c != 0 for c in codes)} of {len(codes)} workers ended with an error "
             f"(exit status {sorted(set(codes) - {0})}); the others finished."
         )
-
-
-def open_study_of(storage: str, study_name: str) -> optuna.Study:
-    from optnas.storage import open_study
-
-    return open_study(study_name, storage)
 
 
 @dataclasses.dataclass
@@ -217,8 +211,6 @@ class _Supervisor:
         ]
 
     def _stand_in(self, worker: _Worker, code: int, bar: Any) -> None:
-        from optnas.storage import retry
-
         name = f"{self.host}:{worker.process.pid}"
         died = f"its worker ({name}) was killed by {signal.Signals(-code).name}"
         orphans = [t for t in self._of(worker) if t.state == TrialState.RUNNING]
