@@ -191,9 +191,9 @@ class _DefaultsShown(argparse.HelpFormatter):
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help
-        value = _default_study().get(action.dest, _default_study().get(f"{action.dest}.name"))
-        if text is None or "default" in text or value is None or action.dest == "help":
+        text, defaults = action.help, _default_study()
+        value = defaults.get(action.dest, defaults.get(f"{action.dest}.name"))
+        if text is None or "default" in text or value is None:
             return text
         return f"{text} (default: {_shown_default(value)})"
 

@@ -134,13 +134,13 @@ class Dataset:
                 f"{where}: inputs of shape {tuple(x.shape)} and {len(y)} labels; expected one "
                 f"label per sample and samples of the spec's shape {self.spec.input_shape}."
             )
-        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < self.spec.num_classes:
+        if not len(y):
+            raise ValueError(f"{where} is empty; a search needs samples to train and score.")
+        if not 0 <= int(y.min()) <= int(y.max()) < self.spec.num_classes:
             raise ValueError(
                 f"{where}: labels range from {int(y.min())} to {int(y.max())}, but the spec's "
                 f"{self.spec.num_classes} classes need labels in 0..{self.spec.num_classes - 1}."
             )
-        if not len(y):
-            raise ValueError(f"{where} is empty; a search needs samples to train and score.")
 
 
 def load(

@@ -429,9 +429,9 @@ class Definition:
             >>> old.with_hashes_of(new) == new
             True
         """
-        changes = {}
+        changes, recorded, given = {}, self.flat(), other.flat()
         for key in ("space.name", "data.name"):
-            mine, theirs = self.flat().get(key), other.flat().get(key)
+            mine, theirs = recorded.get(key), given.get(key)
             legacy = isinstance(mine, str) and isinstance(theirs, str) and mine != theirs
             if legacy and _HASHED.sub(">", theirs) == mine:
                 changes[key] = theirs

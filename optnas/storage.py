@@ -149,7 +149,7 @@ def _heartbeats(interval: int | None) -> dict[str, Any]:
     return {
         "heartbeat_interval": interval,
         "grace_period": 2 * interval,
-        "heartbeat_stale_trial_callback": _RetryStale(max_retry=MAX_RETRIES),
+        "heartbeat_stale_trial_callback": _retry_stale,
     }
 
 
@@ -157,12 +157,10 @@ MAX_RETRIES = 3
 """How often a trial whose worker died is queued again, along one trial's retries."""
 
 
-class _RetryStale(optuna.storages.RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a trial whose worker died, telling the new trial why it runs."""
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        worker = trial.user_attrs.get("worker", "its worker")
-        retry(study, trial, f"whose worker ({worker}) stopped sending heartbeats: it died or hung")
+def _retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """What Optuna calls for a trial whose heartbeat went stale: :func:`retry` it."""
+    worker = trial.user_attrs.get("worker", "its worker")
+    retry(study, trial, f"whose worker ({worker}) stopped sending heartbeats: it died or hung")
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
