@@ -10,7 +10,9 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # As `python -m optnas` would: a space in ./myspace.py resolves as "myspace:fn".
         # Last, so that a file here never hides an installed package.
         sys.path.append(os.getcwd())
-    from optnas.errors import SearchError, StorageError
+    from optnas.errors import SearchError, StorageError, interruption
 
     try:
-        return args.run(args)
+        with _sigterm_interrupts():
+            return args.run(args)
+    except BrokenPipeError:  # `optnas show | head`: the reader has all it wanted.
+        with contextlib.suppress(OSError):  # Python's flush at exit must not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (
         ValueError,
         TypeError,
@@ -54,13 +61,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"optnas {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        searched = args.command in ("search", "worker")
         print(
-            f"optnas {args.command}: interrupted; running trials were recorded as failed, "
-            "and the same command resumes the study",
+            f"optnas {args.command}: interrupted ({interruption(stop)})"
+            + ("; running trials were recorded as failed and queued again, and the same "
+               "command resumes the study with them" if searched else ""),
             file=sys.stderr,
-        )
-        return 130
+        )  # fmt: skip
+        return 128 + (signal.SIGTERM if interruption(stop) == "SIGTERM" else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within: the first SIGTERM (``kill``, a job scheduler's stop) interrupts the command
+    as Ctrl-C would, raising :class:`optnas.errors.Terminated`, so that running trials are
+    recorded as failed rather than left RUNNING; a second one, while those ends are
+    written, is ignored (a scheduler that signals every process of a job and a parent
+    passing its signal on to its workers send two)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from optnas.errors import Terminated
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -646,7 +678,10 @@ class _ShortFailures(logging.Filter):
             return True
         number = message.split(" failed", 1)[0]
         if isinstance(error, KeyboardInterrupt):
-            return _one_line(record, f"{number} interrupted (Ctrl-C); recorded as failed")
+            from optnas.errors import interruption
+
+            how = interruption(error)
+            return _one_line(record, f"{number} interrupted ({how}); recorded as failed")
         if not self.traceback_shown:
             self.traceback_shown = True
             text = getattr(error, "traceback_text", None)
@@ -812,6 +847,12 @@ def describe(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
         lines += [f"    {key}: {_fmt(value, key)}" for key, value in sorted(attrs.items())]
     if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
         lines.append(f"  fail_reason: {_fail_reason(trial, study.get_trials(deepcopy=False))}")
+    for run in _retrained(study.user_attrs, trial.number):
+        lines.append(
+            f"  retrained: test accuracy {run['test_accuracy']:.4f} ({run['epochs']} epochs "
+            f"on {run['train_samples']} train+validation samples, seed {run['seed']}, "
+            f"{run['seconds']:.0f} s)"
+        )
     if "fail_traceback" in trial.user_attrs:
         lines += ["", trial.user_attrs["fail_traceback"].rstrip()]
     return "\n".join(lines)
@@ -833,7 +874,10 @@ def _hypervolume_line(study: optuna.Study) -> str:
 def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     costs = [c for c in ("params", "flops") if c not in names]
-    header = ["trial", *names, *costs, "architecture"]
+    attrs = study.user_attrs  # one read
+    tests = {t.number: _retrained(attrs, t.number) for t in trials}
+    tested = ["test"] if any(tests.values()) else []  # a retrained trial's test accuracy
+    header = ["trial", *names, *costs, *tested, "architecture"]
     rows = []
     for t in sorted(
         trials,
@@ -841,12 +885,22 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
     ):
         values = [_fmt(v, n) for v, n in zip(t.values, names, strict=True)]
         extra = [_fmt(t.user_attrs.get(c, ""), c) for c in costs]
-        rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
+        test = [_fmt(tests[t.number][-1]["test_accuracy"], "") if tests[t.number] else ""]
+        arch = str(t.user_attrs.get("arch", t.params))
+        rows.append([str(t.number), *values, *extra, *test[: len(tested)], arch])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
         "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]])
         for r in [header, *rows]
     ]
+
+
+def _retrained(study_attrs: Mapping[str, Any], number: int) -> list[dict[str, Any]]:
+    """The retrainings of trial ``number`` (:func:`optnas.retrain.retrain`), oldest first,
+    from the study's user attrs."""
+    from optnas.retrain import RESULT_ATTR
+
+    return list(study_attrs.get(RESULT_ATTR.format(number), []))
 
 
 def _sort_key(value: float, direction: Any) -> float:

@@ -42,6 +42,10 @@ def measure(model: torch.nn.Module, input_shape: Sequence[int]) -> dict[str, int
     Returns:
         ``{"params": ..., "flops": ..., "macs": ...}`` (integers; ``flops == 2 * macs``).
 
+    Raises:
+        ValueError: The forward pass failed, e.g. on a network built for another input
+            shape; the message names the shape, and torch's error is its cause.
+
     Example:
         >>> import torch
         >>> from optnas.cost import measure
@@ -60,8 +64,16 @@ def measure_forward(
 
     x = torch.zeros((1, *input_shape), device=_device_of(model))
     counter = FlopCounterMode(display=False)
-    with _eval_mode(model), torch.no_grad(), counter:
-        out = model(x)
+    try:
+        with _eval_mode(model), torch.no_grad(), counter:
+            out = model(x)
+    except RuntimeError as error:
+        if isinstance(error, torch.OutOfMemoryError) or "CUDA" in str(error):
+            raise  # The device's fault, not the network's: the caller tells which.
+        raise ValueError(
+            f"The network failed on an input of shape {tuple(x.shape)} (one sample of shape "
+            f"{tuple(input_shape)}): {error}"
+        ) from error
     flops = int(counter.get_total_flops())
     params = sum(p.numel() for p in model.parameters())  # parameters() yields shared ones once
     return {"params": params, "flops": flops, "macs": flops // 2}, out

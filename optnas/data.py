@@ -84,6 +84,13 @@ class Dataset:
         test: Test split, for reporting a final architecture; never read by a search.
         augment: The augmentation a search applies by default: random crop with padding
             and/or horizontal flip, batched on the device; one of :data:`AUGMENTS`.
+        mean: What :func:`load` subtracted from the inputs as read (per channel of images,
+            per feature else), before dividing by ``std``: an exported network takes
+            inputs as read and standardizes them itself. None where unknown (a Dataset
+            made by hand holds its inputs as given).
+        std: What :func:`load` divided the centred inputs by.
+        classes: The original label of each class index (a folder's or torchvision's
+            class names, the distinct values of ``y`` in sorted order), where known.
 
     Example:
         >>> import torch
@@ -100,6 +107,9 @@ class Dataset:
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     augment: AugmentName = "none"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.augment not in AUGMENTS:
@@ -111,9 +121,50 @@ class Dataset:
                 f"augment={self.augment!r} needs images (C, H, W), but samples have shape "
                 f"{self.spec.input_shape}; use augment='none'."
             )
+        self._check_preprocessing()
         # The test split is left alone: a search never reads it, not even to check it.
         for split in ("train", "val"):
             self._check_split(split, *getattr(self, split))
+
+    def _check_preprocessing(self) -> None:
+        shape = self.spec.input_shape
+        per = shape[0] if self.spec.is_image else int(np.prod(shape))  # channels, features
+        for key in ("mean", "std"):
+            stats = getattr(self, key)
+            if stats is not None and len(stats) != per:
+                raise ValueError(
+                    f"Dataset {self.name!r}: {key} holds {len(stats)} values, but samples of "
+                    f"shape {shape} need one per {'channel' if self.spec.is_image else 'feature'}"
+                    f" ({per})."
+                )
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"Dataset {self.name!r}: give both mean and std, or neither.")
+        if self.classes is not None and len(self.classes) != self.spec.num_classes:
+            raise ValueError(
+                f"Dataset {self.name!r}: {len(self.classes)} class names for "
+                f"{self.spec.num_classes} classes."
+            )
+
+    def check_test(self) -> None:
+        """Check the test split as the others are checked on construction (which leaves it
+        alone: a search never reads it); :func:`optnas.retrain.retrain` calls this before
+        it trains, so that a malformed test split costs no training.
+
+        Raises:
+            ValueError: Names the split and what is wrong with it.
+
+        Example:
+            >>> import torch
+            >>> from optnas.data import DataSpec, Dataset
+            >>> split = (torch.zeros(4, 3), torch.tensor([0, 1, 0, 1]))
+            >>> bad = (torch.zeros(4, 3), torch.tensor([0, 1, 2, 5]))
+            >>> toy = Dataset("toy", DataSpec((3,), 2), split, split, bad)
+            >>> toy.check_test()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: Dataset 'toy', test split: labels range from 0 to 5, but the spec's ...
+        """
+        self._check_split("test", *self.test)
 
     def _check_split(self, split: str, x: Any, y: Any) -> None:
         """A split the trainer can use as it is, or a ValueError naming what is wrong."""
@@ -136,6 +187,8 @@ class Dataset:
             )
         if not len(y):
             raise ValueError(f"{where} is empty; a search needs samples to train and score.")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{where}: the inputs hold NaN or infinite values.")
         if not 0 <= int(y.min()) <= int(y.max()) < self.spec.num_classes:
             raise ValueError(
                 f"{where}: labels range from {int(y.min())} to {int(y.max())}, but the spec's "
@@ -205,12 +258,13 @@ def load(
     if image_size is not None:
         _check_image_size(image_size, data, folder)
     if folder is not None:
-        name, x, y = _read_folder(folder, image_size)
-        return _split(name, x, y, val_fraction, test_fraction, split_seed, "crop+flip")
+        name, x, y, names = _read_folder(folder, image_size)
+        return _split(name, x, y, val_fraction, test_fraction, split_seed, "crop+flip", names)
     if isinstance(data, str) and data in _TORCHVISION:
         return _official(data, Path(data_dir), download, val_fraction, split_seed)
+    names = None
     if isinstance(data, str):
-        name, x, y = _named(data)
+        name, x, y, names = _named(data)
     elif isinstance(data, tuple) and len(data) == 2:
         name, (x, y) = "arrays", data
     else:
@@ -218,7 +272,7 @@ def load(
             "data must be a dataset name, an image folder path, an (X, y) pair or an "
             f"optnas.data.Dataset, but got {type(data).__name__}."
         )
-    return _split(name, *_as_arrays(x, y), val_fraction, test_fraction, split_seed)
+    return _split(name, *_as_arrays(x, y), val_fraction, test_fraction, split_seed, names=names)
 
 
 def _as_folder(data: Any) -> Path | None:
@@ -240,15 +294,17 @@ def _check_image_size(image_size: Any, data: Any, folder: Path | None) -> None:
         )
 
 
-def _named(name: str) -> tuple[str, np.ndarray, np.ndarray]:
+def _named(name: str) -> tuple[str, np.ndarray, np.ndarray, list[Any]]:
+    """The set's inputs as scikit-learn holds them (digits: pixel values 0 to 16), its
+    labels, and its class names."""
     from sklearn import datasets
 
     if name == "digits":
         digits = datasets.load_digits()
-        return name, digits.images[:, None].astype(np.float32) / 16.0, digits.target
+        return name, digits.images[:, None].astype(np.float32), digits.target, list(range(10))
     if name in ("wine", "breast_cancer"):
         table = getattr(datasets, f"load_{name}")()
-        return name, table.data, table.target
+        return name, table.data, table.target, table.target_names.tolist()
     raise ValueError(
         f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}; "
         "or the path of an existing directory with one subfolder of images per class."
@@ -263,17 +319,17 @@ def _official(name: str, root: Path, download: bool, val_fraction: float, seed: 
     from sklearn.model_selection import train_test_split
 
     _check_fraction("val_fraction", val_fraction)
-    (train_x, train_y), test, num_classes = _torchvision_splits(name, root, download)
+    (train_x, train_y), test, classes = _torchvision_splits(name, root, download)
     train, val = train_test_split(
         np.arange(len(train_y)), test_size=val_fraction, stratify=train_y, random_state=seed
     )
     splits = [(train_x[train], train_y[train]), (train_x[val], train_y[val]), test]
-    return _dataset(name, splits, num_classes, _TORCHVISION[name][2])
+    return _dataset(name, splits, classes, _TORCHVISION[name][2])
 
 
 def _torchvision_splits(
     name: str, root: Path, download: bool
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[Any]]:
     import torchvision.datasets
 
     class_name, folder, _ = _TORCHVISION[name]
@@ -297,7 +353,7 @@ def _torchvision_splits(
         ) from err
     # Read the whole arrays at once; the per-sample __getitem__ goes through PIL.
     arrays = [(_nchw(ds.data), np.asarray(ds.targets, dtype=np.int64)) for ds in (train, test)]
-    return arrays[0], arrays[1], len(train.classes)
+    return arrays[0], arrays[1], list(train.classes)
 
 
 def _folders(root: Path) -> set[Path]:
@@ -333,7 +389,8 @@ def _read_folder(root: Path, image_size: int | None) -> tuple[str, np.ndarray, n
             "of images per class."
         )
     # torchvision's rules for class folders and image extensions, without its loader.
-    samples = ImageFolder(root).samples
+    folder = ImageFolder(root)
+    samples = folder.samples
     images = []
     for path, _ in samples:
         with Image.open(path) as image:
@@ -350,7 +407,7 @@ def _read_folder(root: Path, image_size: int | None) -> tuple[str, np.ndarray, n
             )
     x = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
     y = np.array([label for _, label in samples])
-    return root.resolve().name, x, y
+    return root.resolve().name, x, y, list(folder.classes)
 
 
 def _size(image: np.ndarray) -> str:
@@ -393,7 +450,10 @@ def _split(
     test_fraction: float,
     seed: int,
     augment: AugmentName = "none",
+    names: list[Any] | None = None,
 ) -> Dataset:
+    """Split stratified into train, val and test; ``names`` are the classes' names, in
+    the order of their labels' values (default: those values)."""
     from sklearn.model_selection import train_test_split
 
     _check_fraction("val_fraction", val_fraction)
@@ -420,13 +480,13 @@ def _split(
         random_state=seed,
     )
     splits = [(x[i], labels[i]) for i in (train, val, test)]
-    return _dataset(name, splits, len(classes), augment)
+    return _dataset(name, splits, classes.tolist() if names is None else names, augment)
 
 
 def _dataset(
     name: str,
     splits: list[tuple[np.ndarray, np.ndarray]],
-    num_classes: int,
+    classes: list[Any],
     augment: AugmentName,
 ) -> Dataset:
     """Build a :class:`Dataset` from fresh ``(inputs, labels)`` arrays for train, val and
@@ -445,8 +505,21 @@ def _dataset(
     pairs = [
         (x, torch.from_numpy(y.astype(np.int64))) for x, (_, y) in zip(xs, splits, strict=True)
     ]
-    spec = DataSpec(input_shape=tuple(xs[0].shape[1:]), num_classes=num_classes)
-    return Dataset(name, spec, *pairs, augment=augment)
+    spec = DataSpec(input_shape=tuple(xs[0].shape[1:]), num_classes=len(classes))
+    return Dataset(
+        name, spec, *pairs, augment=augment, mean=_floats(mean), std=_floats(std),
+        classes=tuple(_plain(c) for c in classes),
+    )  # fmt: skip
+
+
+def _floats(stats: torch.Tensor) -> tuple[float, ...]:
+    return tuple(stats.flatten().tolist())
+
+
+def _plain(label: Any) -> Any:
+    """A class label as JSON holds it (a study records it): numbers and strings stay."""
+    label = label.item() if isinstance(label, np.generic) else label
+    return label if isinstance(label, (str, int, float, bool)) else str(label)
 
 
 def _float32(x: np.ndarray) -> torch.Tensor:

@@ -526,7 +526,7 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
     raw["pruner"] = _recorded(a["pruner"])
     raw["budgets"] = dict(a["budgets"] or {})
     raw["train"] = {k: a[k] for k in SCHEMA["train"]}
-    raw["data"] = {"name": _data_name(a["data"])}
+    raw["data"] = {"name": data_name(a["data"])}
     for key, spec in SCHEMA["data"].items():
         if key != "name" and a.get(spec.argument or key) is not None:
             raw["data"][key] = a[spec.argument or key]
@@ -546,10 +546,16 @@ def _qualified(obj: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _data_name(data: Any) -> str:
-    """A dataset's name; data given as objects is named with a hash of its contents, so
-    that other data never resumes a study searched on these (the test split is left out:
-    a search never reads it)."""
+def data_name(data: Any) -> str:
+    """A dataset's name as a study records it; data given as objects is named with a hash
+    of its contents, so that other data never resumes a study searched on these (a
+    Dataset's test split is left out: a search never reads it).
+
+    Example:
+        >>> import numpy as np
+        >>> data_name("digits"), is_hashed(data_name((np.zeros((4, 2)), np.arange(4))))
+        ('digits', True)
+    """
     from optnas.data import Dataset
 
     if isinstance(data, (str, os.PathLike)):
@@ -560,6 +566,17 @@ def _data_name(data: Any) -> str:
 
 
 _HASHED = re.compile(r" [0-9a-f]{10}>$")  # the hash that ends an object's recorded name
+
+
+def is_hashed(name: str) -> bool:
+    """Whether a recorded name of an object ends with a hash of it (names recorded before
+    they carried one do not).
+
+    Example:
+        >>> is_hashed("<arrays 0123456789>"), is_hashed("<arrays>")
+        (True, False)
+    """
+    return bool(_HASHED.search(name))
 
 
 def _fingerprint(*parts: Any) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SearchError", "StorageError"]
+__all__ = ["SearchError", "StorageError", "Terminated", "interruption"]
 
 
 class SearchError(RuntimeError):
@@ -11,3 +11,18 @@ class SearchError(RuntimeError):
 
 class StorageError(RuntimeError):
     """A study's storage cannot be opened or written, or holds an incompatible study."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop) where the ``optnas`` command handles it:
+    it ends a search as Ctrl-C does, so that running trials are recorded as failed."""
+
+
+def interruption(error: KeyboardInterrupt) -> str:
+    """What interrupted: ``"SIGTERM"`` or ``"Ctrl-C"``.
+
+    Example:
+        >>> interruption(Terminated()), interruption(KeyboardInterrupt())
+        ('SIGTERM', 'Ctrl-C')
+    """
+    return "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"

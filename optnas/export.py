@@ -11,7 +11,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,7 +73,7 @@ def load_model(
     space_fn, spec, _ = _space_and_data(study, space=space)
     model = build(space_fn, frozen, spec)
     if weights:
-        model.load_state_dict(_weights(study, frozen, artifacts))
+        model.load_state_dict(_weights(study, frozen, artifacts)[0])
     return model.eval()
 
 
@@ -91,10 +91,18 @@ def export(
     * ``architecture.json``: the space, the trial's parameters and their distributions, the
       input shape and classes: enough to rebuild the network with
       ``space(optuna.trial.FixedTrial(params), DataSpec(input_shape, num_classes))``;
-      also its architecture string, values and costs;
-    * ``weights.pt``: its ``state_dict`` (load with ``torch.load(..., weights_only=True)``);
-    * ``model.onnx``: ONNX (``torch.onnx.export``, dynamo exporter, batch size free);
-    * ``model.torchscript.pt``: TorchScript, traced (``torch.jit.load``).
+      also its architecture string, state, values and costs, where its weights come from
+      (the search, or a retraining on train + validation) and its retrainings' test
+      accuracies, the inputs' standardization (``inputs``: ``mean``, ``std``) and the
+      classes' original labels (``classes``, output index ``k`` is ``classes[k]``);
+    * ``weights.pt``: its ``state_dict`` (load with ``torch.load(..., weights_only=True)``),
+      for the network as :func:`load_model` returns it, which takes standardized inputs
+      (as a :class:`optnas.data.Dataset`'s splits hold them);
+    * ``model.onnx``: ONNX (``torch.onnx.export``, dynamo exporter, batch size free) and
+    * ``model.torchscript.pt``: TorchScript, traced (``torch.jit.load``): both take inputs
+      as the data was read (digits' pixel values 0 to 16, torchvision's and image folders'
+      0 to 255, your arrays as given) and standardize them first, where the study
+      recorded how (searches from this version on).
 
     Args:
         study: The study the trial belongs to.
@@ -120,15 +128,19 @@ def export(
     frozen = trial_of(study, trial)
     space_fn, spec, _ = _space_and_data(study, space=space)
     model = build(space_fn, frozen, spec)
+    source = None
     if set(formats) - {"json"}:
-        model.load_state_dict(_weights(study, frozen, artifacts))
+        state, source = _weights(study, frozen, artifacts)
+        model.load_state_dict(state)
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(study)
     written = {}
     for name in formats:
         path = out / _FILES[name]
-        _WRITERS[name](path, model=model, study=study, trial=frozen, space=space_fn, spec=spec)
+        _WRITERS[name](path, model=model, study=study, trial=frozen, space=space_fn, spec=spec,
+                       inputs=inputs, source=source)  # fmt: skip
         written[name] = path
     return written
 
@@ -155,13 +167,26 @@ def trial_of(
 def build(
     space: Callable[..., Any], trial: optuna.trial.FrozenTrial, spec: DataSpec
 ) -> torch.nn.Module:
-    """``trial``'s network, untrained: the space called with the trial's parameters."""
+    """``trial``'s network, untrained: the space called with the trial's parameters.
+
+    Raises:
+        ValueError: The trial has no parameters, or the space raised for them (the message
+            says how the trial ended in the search).
+    """
     if not trial.params:
         raise ValueError(
             f"Trial {trial.number} has no parameters (state {trial.state.name}), so there is "
             "no network to rebuild."
         )
-    return space(optuna.trial.FixedTrial(trial.params), spec)
+    try:
+        return space(optuna.trial.FixedTrial(trial.params), spec)
+    except Exception as error:  # The space's own error, with which trial and how it ended.
+        reason = trial.user_attrs.get("fail_reason")
+        searched = f"; in the search it failed with {reason}" if reason else ""
+        raise ValueError(
+            f"Trial {trial.number} ({trial.state.name}) cannot be rebuilt: its space raised "
+            f"{type(error).__name__}: {error}{searched}"
+        ) from error
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,22 +222,56 @@ def _space_and_data(
             )
     space_fn = spaces.get(space)
 
+    given = dict(recorded["data"]) if recorded else {"name": "<unknown>"}
+    name, root = given.pop("name"), given.pop("root", "data")
+    spec = study.user_attrs.get(SPEC_ATTR)
+    searched = None if spec is None else DataSpec(tuple(spec["input_shape"]), spec["num_classes"])
+
     def load_data() -> Dataset:
-        if data is not None:
-            return load(data)
-        given = dict(recorded["data"]) if recorded else {"name": "<unknown>"}
-        if str(given["name"]).startswith("<"):
+        if data is None and str(name).startswith("<"):
             raise ValueError(
                 f"Study {study.study_name!r} was searched on data given as arrays or a "
-                "Dataset, which are not recorded with it: pass data=."
+                "Dataset, which are not recorded with it: pass the same data as data= "
+                "(from Python: optnas.retrain.retrain, optnas.export.export)."
             )
-        name, root = given.pop("name"), given.pop("root", "data")
-        return load(name, data_dir=root, **given)
+        if data is not None:
+            _check_same_data(study, name, data)
+        # The search's split settings too: another split would put searched samples in test.
+        dataset = load(name if data is None else data, data_dir=root, **given)
+        if searched is not None and dataset.spec != searched:
+            raise ValueError(
+                f"data= has samples of shape {dataset.spec.input_shape} in "
+                f"{dataset.spec.num_classes} classes, but study {study.study_name!r} was "
+                f"searched on {searched.input_shape} in {searched.num_classes}."
+            )
+        return dataset
 
-    spec = study.user_attrs.get(SPEC_ATTR)
-    if spec is not None and data is None:
-        return space_fn, DataSpec(tuple(spec["input_shape"]), spec["num_classes"]), load_data
+    if searched is not None and data is None:
+        return space_fn, searched, load_data
     return space_fn, load_data().spec, load_data
+
+
+def _check_same_data(study: optuna.Study, recorded: str, data: Any) -> None:
+    """Refuse ``data`` other than what ``study`` was searched on (as a resume does): a
+    retraining scored on it would be recorded with the study. Names recorded before they
+    carried a hash (``"<arrays>"``) cannot be checked; the data's shape still is."""
+    from optnas.data import Dataset
+    from optnas.definition import data_name, is_hashed
+
+    if str(recorded).startswith("<") and not is_hashed(recorded):
+        return
+    given = data_name(data)
+    same = given == recorded or (
+        isinstance(data, Dataset) and data.name == recorded  # e.g. a set loaded from elsewhere
+    )
+    if isinstance(data, (str, os.PathLike)) and os.path.isdir(data) and os.path.isdir(recorded):
+        same = os.path.samefile(data, recorded)
+    if not same:
+        raise ValueError(
+            f"data= ({given}) is not the data study {study.study_name!r} was searched on "
+            f"({recorded}); a result on other data would be recorded with the study as its "
+            "own. Pass the same data (the search's split settings are applied to it)."
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,18 +282,19 @@ def _weights(
     study: optuna.Study,
     trial: optuna.trial.FrozenTrial,
     folder: str | os.PathLike[str] | None,
-) -> dict[str, Any]:
-    """The weights the search kept for ``trial``, else those its last retraining left."""
+) -> tuple[dict[str, Any], str]:
+    """The weights the search kept for ``trial``, else those its last retraining left;
+    and which of the two they are."""
     import torch
 
-    meta = artifacts.find(study, trial, artifacts.WEIGHTS)
+    meta, source = artifacts.find(study, trial, artifacts.WEIGHTS), "search"
     if meta is None:
-        meta = artifacts.find_retrained(study, trial.number)
+        meta, source = artifacts.find_retrained(study, trial.number), "retrained"
     if meta is None:
         raise FileNotFoundError(_no_weights(study, trial, folder))
     store = artifacts.open_store(study, folder)
     data = artifacts.read(store, meta)
-    return torch.load(io.BytesIO(data), weights_only=True)
+    return torch.load(io.BytesIO(data), weights_only=True), source
 
 
 def _no_weights(
@@ -243,6 +303,13 @@ def _no_weights(
     """Why ``trial`` has no weights, and how to get them."""
     head = f"Trial {trial.number} of study {study.study_name!r} has no saved weights"
     untrained = "; or rebuild it untrained with load_model(..., weights=False)."
+    original = trial.user_attrs.get("duplicate_of")
+    if original is not None:
+        return (
+            f"{head}: it was not trained, being a duplicate of trial {original}, which "
+            f"trained the same network with the same recipe; use trial {original} "
+            f"(`--trial {original}`){untrained}"
+        )
     if folder is None and artifacts.FOLDER_ATTR not in study.user_attrs:
         return (
             f"{head}: the study has no artifact store, where weights are kept (it was "
@@ -268,9 +335,16 @@ def _has_weights(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
 # Writers
 
 
+_SOURCES = {
+    "search": "kept by the search (trained on the training split)",
+    "retrained": "its last retraining's (train + validation; optnas retrain)",
+}
+
+
 def _write_json(path: Path, *, study: optuna.Study, trial: Any, space: Any, spec: Any,
-                **_: Any) -> None:  # fmt: skip
+                inputs: Mapping[str, Any], source: str | None, **_: Any) -> None:  # fmt: skip
     from optnas import spaces
+    from optnas.retrain import RESULT_ATTR
 
     name = spaces.name_of(space)
     builtin = spaces.SPACES.get(name) is space
@@ -286,11 +360,24 @@ def _write_json(path: Path, *, study: optuna.Study, trial: Any, space: Any, spec
         },
         "input_shape": list(spec.input_shape),
         "num_classes": spec.num_classes,
+        "classes": inputs.get("classes"),
+        "inputs": {
+            "mean": inputs.get("mean"),
+            "std": inputs.get("std"),
+            "note": "weights.pt's network takes standardized inputs, (x - mean) / std per "
+            "channel of images or per feature; model.onnx and model.torchscript.pt take "
+            "inputs as the data was read and standardize them themselves"
+            if inputs.get("mean") is not None
+            else "not recorded: every file takes inputs as the search's Dataset held them",
+        },
         "arch": attrs.get("arch"),
+        "state": trial.state.name,
         "values": dict(zip(study.metric_names or [], trial.values or [], strict=False))
         or trial.values,
         "costs": {k: attrs[k] for k in ("params", "flops", "macs", "latency") if k in attrs},
         "training": attrs.get("training"),
+        "weights": _SOURCES.get(source or "", "not exported"),
+        "retrained": study.user_attrs.get(RESULT_ATTR.format(trial.number), []),
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -301,13 +388,14 @@ def _write_weights(path: Path, *, model: Any, **_: Any) -> None:
     torch.save(model.state_dict(), path)
 
 
-def _write_onnx(path: Path, *, model: Any, spec: Any, **_: Any) -> None:
+def _write_onnx(path: Path, *, model: Any, spec: Any, inputs: Mapping[str, Any],
+                **_: Any) -> None:  # fmt: skip
     import torch
 
     _require("onnxscript", "ONNX export")
     x = torch.zeros((2, *spec.input_shape))
     torch.onnx.export(
-        model,
+        _taking_inputs_as_read(model, spec, inputs),
         (x,),
         str(path),
         input_names=["input"],
@@ -319,14 +407,48 @@ def _write_onnx(path: Path, *, model: Any, spec: Any, **_: Any) -> None:
     )
 
 
-def _write_torchscript(path: Path, *, model: Any, spec: Any, **_: Any) -> None:
+def _write_torchscript(path: Path, *, model: Any, spec: Any, inputs: Mapping[str, Any],
+                       **_: Any) -> None:  # fmt: skip
     import torch
 
     with warnings.catch_warnings():
         # TorchScript is deprecated in recent PyTorch, but still what many runtimes load.
         warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(model, torch.zeros((2, *spec.input_shape)))
+        raw = _taking_inputs_as_read(model, spec, inputs)
+        traced = torch.jit.trace(raw, torch.zeros((2, *spec.input_shape)))
         torch.jit.save(traced, str(path))
+
+
+def _inputs(study: optuna.Study) -> dict[str, Any]:
+    """The standardization and class labels the search recorded (none before they were)."""
+    from optnas.search import INPUTS_ATTR
+
+    return dict(study.user_attrs.get(INPUTS_ATTR) or {})
+
+
+def _taking_inputs_as_read(
+    model: torch.nn.Module, spec: DataSpec, inputs: Mapping[str, Any]
+) -> torch.nn.Module:
+    """``model`` behind the standardization its inputs had in the search, where known."""
+    import torch
+
+    if inputs.get("mean") is None:
+        return model
+    shape = (1, -1, 1, 1) if spec.is_image else (1, *spec.input_shape)
+    mean = torch.tensor(inputs["mean"]).reshape(shape)
+    std = torch.tensor(inputs["std"]).reshape(shape)
+
+    class Standardized(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = model
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.network((x - self.mean) / self.std)
+
+    return Standardized().eval()
 
 
 _WRITERS: dict[str, Callable[..., None]] = {

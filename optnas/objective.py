@@ -42,6 +42,7 @@ from optnas import artifacts, spaces
 from optnas.cost import measure
 from optnas.data import Dataset, DataSpec
 from optnas.definition import TRAINED_BEFORE
+from optnas.errors import interruption
 from optnas.pool import LocalRunner, Runner, Slot
 from optnas.pruners import SINGLE_OBJECTIVE_PRUNERS
 
@@ -111,14 +112,22 @@ class Objective:
         }
         # The splits are moved to the device once: every child reads the same tensors.
         self.runner = runner or LocalRunner(device or torch.device("cpu"), data.train, data.val)
+        self.interrupted: KeyboardInterrupt | None = None  # by Ctrl-C or SIGTERM
+        self.interrupted_trials: list[int] = []  # the numbers of the trials it cut short
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
+            if self.interrupted is not None:  # A trial Optuna started meanwhile.
+                trial.study.stop()
+                raise type(self.interrupted)
             return self._run(trial)
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("pruned_reason", str(pruned) or "pruned by the pruner")
             raise
         except Exception as error:
+            if self.interrupted is not None:  # Its pool process was stopped for it.
+                self._record_interruption(trial, self.interrupted)
+                raise type(self.interrupted) from error
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             trial.set_user_attr("fail_traceback", _traceback_text(error))
             _untrained_unless_trained(trial)
@@ -126,10 +135,22 @@ class Objective:
                 with contextlib.suppress(RuntimeError):  # Outside study.optimize: no loop.
                     trial.study.stop()  # This process's CUDA context is gone.
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); the study resumes by name")
-            _untrained_unless_trained(trial)
+        except KeyboardInterrupt as stop:
+            self._record_interruption(trial, stop)
             raise
+
+    def interrupt(self, stop: KeyboardInterrupt) -> None:
+        """End the search for ``stop`` (Ctrl-C, SIGTERM) where its trials run in other
+        threads or processes: the runner stops the trainings under way now, and they and
+        any trial started meanwhile are recorded as interrupted."""
+        self.interrupted = stop
+        self.runner.interrupt()
+
+    def _record_interruption(self, trial: optuna.Trial, stop: KeyboardInterrupt) -> None:
+        reason = f"interrupted ({interruption(stop)}); the study resumes by name"
+        trial.set_user_attr("fail_reason", reason)
+        _untrained_unless_trained(trial)
+        self.interrupted_trials.append(trial.number)
 
     @property
     def unusable(self) -> BaseException | None:
@@ -201,6 +222,8 @@ class Objective:
         The look and the mark are one step within a process.
         """
         while True:
+            if self.interrupted is not None:
+                raise type(self.interrupted)
             with _CLAIM_LOCK:
                 original, in_training = self._original(trial) if self.dedup else (None, None)
                 if original is not None:

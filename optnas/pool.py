@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import multiprocessing
 import os
 import queue
 import signal
@@ -85,6 +86,10 @@ class Runner(Protocol):
 
     def slot(self) -> contextlib.AbstractContextManager[Slot]:
         """A free slot, held until the ``with`` block ends."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the trainings under way at once (Ctrl-C): each fails in its trial."""
         ...
 
     def close(self) -> None:
@@ -217,6 +222,10 @@ class LocalRunner:
             raise RuntimeError("measure() and fit() a network before weights().")
         return state_bytes(self._model)
 
+    def interrupt(self) -> None:
+        """Nothing to do: its training runs in this process's main thread, which the
+        interruption reaches itself."""
+
     def close(self) -> None:
         self._model = None
 
@@ -268,7 +277,13 @@ class DevicePool:
         self.size = len(devices) * trials_per_device
         self.unusable: BaseException | None = None  # A broken worker is replaced instead.
         threads = max(1, cpu_cores() // self.size)
-        splits = tuple(t.share_memory_() for t in (*train, *val))
+        # Shared memory (/dev/shm) holds the splits as the workers' devices will: bf16
+        # inputs where all are GPUs, half the size.
+        compact = all(d.type == "cuda" for d in devices)
+        splits = tuple(
+            (t.to(torch.bfloat16) if compact and t.is_floating_point() else t).share_memory_()
+            for t in (*train, *val)
+        )
         self._slots = [
             _WorkerSlot(device, threads, splits)
             for device in devices
@@ -291,7 +306,15 @@ class DevicePool:
         finally:
             self._free.put(slot)
 
+    def interrupt(self) -> None:
+        """End every worker process now, mid-epoch: a training there would otherwise run
+        on to its epoch's end. Their trials fail; none is restarted."""
+        for slot in self._slots:
+            slot.interrupt()
+
     def close(self) -> None:
+        for slot in self._slots:  # All told first, then each waited for: they end together.
+            slot.ask_to_close()
         for slot in self._slots:
             slot.close()
 
@@ -319,6 +342,11 @@ class _WorkerSlot:
         self._process.start()
         child.close()
         self._ready = False
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self._process.kill()
 
     def wait_ready(self) -> None:
         if not self._ready:
@@ -352,9 +380,13 @@ class _WorkerSlot:
         self._send(("weights",))
         return self._expect("ok")
 
+    def ask_to_close(self) -> None:
+        if not self._conn.closed:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send(("close",))
+
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._conn.send(("close",))
+        self.ask_to_close()
         self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.kill()
@@ -387,7 +419,10 @@ class _WorkerSlot:
         return message[1] if len(message) > 1 else None
 
     def _died(self) -> WorkerDiedError:
-        """Restart the worker; the error for the trial it held."""
+        """Restart the worker (unless the search was interrupted); the error for the
+        trial it held."""
+        if self._interrupted:
+            return WorkerDiedError(f"the worker process on {self.device} was stopped")
         code = self._restart()
         return WorkerDiedError(
             f"the worker process on {self.device} exited (code {code}) during the trial; "
@@ -432,12 +467,17 @@ class _Stopped(Exception):
     """The parent stopped the training (pruned, or its epoch callback raised)."""
 
 
+class _Closed(Exception):
+    """The parent closed the pool during a training."""
+
+
 _PRUNED = (optuna.TrialPruned, _Stopped)
 
 
 def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor, ...]) -> None:
     """A worker's loop: measure and train the networks the parent sends, one at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
+    _exit_with_the_parent()
     torch.set_num_threads(threads)
     model = trained = loaded = None
     try:
@@ -453,7 +493,10 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         conn.send(("epoch", epoch, accuracy))
-        if conn.recv()[0] != "go":  # "stop", or "close" from a pool shutting down
+        answer = conn.recv()[0]
+        if answer == "close":  # The pool shuts down: nothing more will come.
+            raise _Closed
+        if answer != "go":  # "stop"
             raise _Stopped
 
     while True:
@@ -482,6 +525,8 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
         except _Stopped:
             trained = None
             conn.send(("stopped",))
+        except _Closed:
+            return
         except Exception as error:
             failure = _detached(error)
         if failure is not None:
@@ -492,6 +537,21 @@ def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor
             model = trained = loaded = None
             _release_memory(device)
             _send_error(conn, failure)
+
+
+def _exit_with_the_parent() -> None:
+    """End this worker as soon as the process that started it is gone (killed, even by
+    SIGKILL): no one is left to report to, and on a GPU its memory would stay taken until
+    the training's next epoch tried to report."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # Returns once the parent's end of the pipe is closed: it exited.
+        os._exit(1)
+
+    threading.Thread(target=watch, name="optnas-parent-watch", daemon=True).start()
 
 
 # CUDA's "sticky" errors: after one, every CUDA call of the process fails. Others (out of

@@ -102,6 +102,7 @@ def retrain(
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be positive, but got {epochs}.")
     dataset = load_data()
+    dataset.check_test()
     recipe = _recipe(study, frozen, epochs, dataset.augment)
     train = tuple(torch.cat(pair) for pair in zip(dataset.train, dataset.val, strict=True))
     target = resolve_devices(device)[0]

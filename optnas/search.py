@@ -345,7 +345,11 @@ def search(
     try:
         unit = progress_unit(objectives)
         with _TrainingCounter(n_trials, show_progress_bar, unit) as counter:
-            _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=runner.size)
+            _optimize_interruptibly(study, objective, counter, guard, timeout=timeout)
+    except KeyboardInterrupt as stop:
+        objective.interrupt(stop)  # No more waiting on a pool process's epoch.
+        _queue_again(study, objective.interrupted_trials, stop)
+        raise
     finally:
         runner.close()
     _raise_if_unusable(objective)  # The more specific cause first.
@@ -402,12 +406,15 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
 SPEC_ATTR = "optnas.spec"
 """Study user attr: the data's input shape and classes, so that a trial's network can be
 rebuilt without loading the data (see :mod:`optnas.export`)."""
+INPUTS_ATTR = "optnas.inputs"
+"""Study user attr: how the search's data was standardized (``mean``, ``std``) and the
+classes' original labels (``classes``), for an exported network to take inputs as read."""
 
 
 def _record_spec(study: optuna.Study, dataset: Dataset, *, replace: bool) -> None:
-    """Record the data's spec; StorageError where the study was searched on data of
-    another shape or number of classes (a folder whose classes changed, say), unless
-    ``replace`` (a fork just made, with a definition of its own)."""
+    """Record the data's spec and its standardization; StorageError where the study was
+    searched on data of another shape or number of classes (a folder whose classes
+    changed, say), unless ``replace`` (a fork just made, with a definition of its own)."""
     spec = {"input_shape": list(dataset.spec.input_shape), "num_classes": dataset.spec.num_classes}
     recorded = study.user_attrs.get(SPEC_ATTR)
     if recorded is None or (replace and recorded != spec):
@@ -420,6 +427,13 @@ def _record_spec(study: optuna.Study, dataset: Dataset, *, replace: bool) -> Non
             f"{dataset.spec.num_classes} classes; its trials' networks would not fit these. "
             "Choose another study name."
         )
+    inputs = {
+        "mean": None if dataset.mean is None else list(dataset.mean),
+        "std": None if dataset.std is None else list(dataset.std),
+        "classes": None if dataset.classes is None else list(dataset.classes),
+    }
+    if study.user_attrs.get(INPUTS_ATTR) != inputs:
+        study.set_user_attr(INPUTS_ATTR, inputs)
 
 
 def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any, *, forked: bool) -> Any:
@@ -462,6 +476,60 @@ def _check_artifacts(artifacts: Any) -> None:
             "artifacts must be a folder, an Optuna artifact store, False or None, but got "
             f"{type(artifacts).__name__}."
         )
+
+
+def _queue_again(study: optuna.Study, numbers: Sequence[int], stop: KeyboardInterrupt) -> None:
+    """Queue the trials an interruption cut short again (Optuna's retry, at most
+    ``MAX_RETRIES`` times along one), so that the study, resumed, trains the candidates
+    its sampler chose first rather than lose them."""
+    from optnas.errors import interruption
+    from optnas.storage import retry
+
+    if not numbers:
+        return
+    trials = study.get_trials(deepcopy=False)
+    for number in numbers:
+        if trials[number].state == optuna.trial.TrialState.FAIL:
+            retry(study, trials[number], f"interrupted ({interruption(stop)})")
+
+
+def _optimize_interruptibly(
+    study: optuna.Study,
+    objective: Objective,
+    counter: _TrainingCounter,
+    guard: _FailureGuard,
+    *,
+    timeout: float | None,
+) -> None:
+    """:func:`_optimize` with a slot per pool process; with several, Optuna's threads run
+    them, in a thread of their own, while this one waits for Ctrl-C or SIGTERM: Optuna
+    would let the trainings under way finish before it raised the interruption."""
+    n_jobs = objective.runner.size
+    if n_jobs == 1 or threading.current_thread() is not threading.main_thread():
+        _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=n_jobs)
+        return
+    failed: list[BaseException] = []
+    done = threading.Event()  # Not Thread.join: an interrupted join can leave it believing
+    # the thread ended (CPython 3.11).
+
+    def run() -> None:
+        try:
+            _optimize(study, objective, counter, guard, timeout=timeout, n_jobs=n_jobs)
+        except BaseException as error:  # Raised again in the main thread.
+            failed.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="optnas-optimize").start()
+    try:
+        while not done.wait(0.1):  # In short waits: a signal's handler runs between them.
+            pass
+    except KeyboardInterrupt as stop:
+        objective.interrupt(stop)  # Its trials end now, recorded as interrupted.
+        done.wait()
+        raise
+    if failed:
+        raise failed[0]
 
 
 def _optimize(

@@ -98,7 +98,9 @@ def fit(
             --autotune-too`` measures both).
         compile: Train a ``torch.compile``-d model. It compiles per architecture, which
             costs more than a short child's training saves (see ``studies/gpu_throughput.py``),
-            so it is off by default.
+            so it is off by default. Each epoch then trains on whole batches only (the
+            reshuffled order leaves out other samples each epoch): a last, smaller batch
+            would compile the model a second time.
         precise_bn: Evaluate on batch norm's statistics over the epoch's last batches
             holding at least ``precise_bn`` training samples, weighted by sample count,
             instead of its running averages (0: the running averages). Early in a short
@@ -138,7 +140,7 @@ def fit(
     if isinstance(precise_bn, bool) or not isinstance(precise_bn, int) or precise_bn < 0:
         raise ValueError(f"precise_bn must be a whole number >= 0, but got {precise_bn!r}.")
     model = _prepare(model, device, image=x_train.dim() == 4)
-    steps = _batches_per_epoch(len(x_train), batch_size)
+    steps = _batches_per_epoch(len(x_train), batch_size, whole=compile)
     opt = _optimizer(optimizer, model, lr=lr, weight_decay=weight_decay, device=device)
     schedule = _one_cycle(opt, lr=lr, total_steps=epochs * steps)
     step_fn = torch.compile(model) if compile else model
@@ -312,9 +314,9 @@ def to_device(split: Split, device: torch.device) -> Split:
         ('cpu', torch.float32)
     """
     x, y = split
-    x = x.to(device, non_blocking=True)
     if _bf16(device) and x.is_floating_point():
-        x = x.to(torch.bfloat16)
+        x = x.to(torch.bfloat16)  # Before the move: no float32 copy on the device.
+    x = x.to(device, non_blocking=True)
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
@@ -379,7 +381,9 @@ def _prepare(model: nn.Module, device: torch.device, *, image: bool) -> nn.Modul
     return model
 
 
-def _batches_per_epoch(n: int, batch_size: int) -> int:
-    # A trailing batch of one sample breaks batch norm on 1x1 feature maps: drop it.
+def _batches_per_epoch(n: int, batch_size: int, *, whole: bool = False) -> int:
+    """A trailing batch of one sample breaks batch norm on 1x1 feature maps: dropped. With
+    ``whole`` (a compiled model, which a batch of another size would compile again), any
+    trailing part batch is."""
     full, rest = divmod(n, batch_size)
-    return max(full + (rest > 1), 1)
+    return max(full + (rest > 1 and not whole), 1)

@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from optnas.errors import SearchError
+from optnas.errors import SearchError, Terminated
 from optnas.storage import open_study, retry
 
 __all__ = ["run_workers", "work"]
@@ -123,9 +123,11 @@ def run_workers(
         with _interrupts_as_a_flag() as interrupted:
             supervisor.wait(n_trials, show_progress_bar, interrupted)
         if interrupted:
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        _interrupt([w.process for w in supervisor.workers])
+            raise Terminated if interrupted[0] == signal.SIGTERM else KeyboardInterrupt
+    except KeyboardInterrupt as stop:
+        how = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        with _interrupts_as_a_flag():  # A second signal must not cut their grace short.
+            _interrupt([w.process for w in supervisor.workers], how)
         raise
     codes = [w.process.returncode for w in supervisor.workers if not w.replaced]
     if codes and all(code != 0 for code in codes):
@@ -356,10 +358,12 @@ def _interrupts_as_a_flag() -> Iterator[list[int]]:
             signal.signal(kind, handler)
 
 
-def _interrupt(processes: list[subprocess.Popen[bytes]]) -> None:
+def _interrupt(processes: list[subprocess.Popen[bytes]], how: signal.Signals) -> None:
+    """Pass ``how`` (SIGINT or SIGTERM) on to the workers, and wait for them to record
+    their trials' ends."""
     for p in processes:
         if p.poll() is None:
-            p.send_signal(signal.SIGINT)
+            p.send_signal(how)
     deadline = time.monotonic() + _GRACE_SECONDS
     for p in processes:
         try:

@@ -164,6 +164,8 @@ def optnas_one(train: tuple, val: tuple, args: argparse.Namespace, *, compile: b
 
     warm = child(1, False)  # cuDNN autotuning and first-use costs, outside the timing
     first = child(1, compile)  # with compile: the compilation
+    if compile:  # Said at once: a run stopped at its time limit still tells this much.
+        print(f"(d) first epoch, compiling: {first.seconds:.1f} s", flush=True)
     result = child(args.epochs, compile)
     return {
         "images_per_s": result.images / result.seconds,

@@ -111,10 +111,14 @@ def main() -> None:
     dataset = load(synthetic(args.samples))
     params = architectures(args.trials, dataset.spec)
     results = []
+    device = torch.cuda.get_device_name() if "cuda" in args.devices else "CPU"
+    report = {"device": device, "args": vars(args) | {"out": str(args.out)}, "runs": results}
     with tempfile.TemporaryDirectory() as folder:
         for slots in (1, args.slots):
             results.append(run(dataset, params, slots, args, Path(folder)))
             print(json.dumps(results[-1]), flush=True)
+            if args.out:  # After each run: a run cut off by a time limit keeps the first.
+                args.out.write_text(json.dumps(report))
         if args.autotune_too:  # The one-at-a-time run again, with cuDNN autotuning.
             on = run(dataset, params, 1, args, Path(folder), name="autotune", autotune=True)
             print("with cuDNN autotuning:", json.dumps(on), flush=True)
@@ -124,15 +128,13 @@ def main() -> None:
     print(f"starting and closing a pool of {args.slots} workers alone: {startup:.1f} s")
     one, many = results
     speedup = one["seconds"] / many["seconds"]
-    device = torch.cuda.get_device_name() if "cuda" in args.devices else "CPU"
     print(
         f"{device}: {args.trials} trials x {args.epochs} epochs: one at a time "
         f"{one['seconds']:.1f} s ({one['complete']} complete), {args.slots} at once "
         f"{many['seconds']:.1f} s ({many['complete']} complete): {speedup:.2f}x"
     )
     if args.out:
-        report = {"device": device, "runs": results, "speedup": speedup, "pool_start": startup}
-        args.out.write_text(json.dumps(report))
+        args.out.write_text(json.dumps(report | {"speedup": speedup, "pool_start": startup}))
 
 
 if __name__ == "__main__":

@@ -130,6 +130,15 @@ def hog_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     return ChecksMemory(spec)
 
 
+def process_ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended (Linux): gone, or a zombie not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" in status.read()
+    except FileNotFoundError:
+        return True
+
+
 def enqueued_study(tmp_path, name: str, params: list[dict], directions=("maximize",)) -> str:
     """A fresh SQLite study holding ``params`` as enqueued trials; returns its storage URL."""
     url = f"sqlite:///{tmp_path}/{name}.db"

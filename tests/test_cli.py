@@ -295,3 +295,14 @@ def test_a_trial_failed_for_its_dead_worker_says_so_from_its_retry(tmp_path, cap
     assert main(["show", "--storage", url, "--study-name", "d", "--trial", "0"]) == 0
     assert f"  fail_reason: {why}" in capsys.readouterr().out
     assert f"Failed trials:\n  trial 0: {why}\n" in summary(study, url)
+
+
+def test_a_reader_that_stops_early_is_not_an_error(finished_study):
+    # `optnas show | head -1`: the pipe is closed before the command writes.
+    _, storage, _ = finished_study
+    process = subprocess.Popen([sys.executable, "-m", "optnas", "show", "--storage", storage],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141  # 128 + SIGPIPE, as a shell tool ends
+    assert err.decode() == ""

@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import tiny_space
+from conftest import enqueued_study, tiny_space
 
 import optnas
 from optnas.data import DataSpec
@@ -42,26 +42,34 @@ def test_export_writes_files_that_all_compute_the_same_outputs(finished_study, t
     assert {p.name for p in files.values()} == {
         "architecture.json", "weights.pt", "model.onnx", "model.torchscript.pt"
     }  # fmt: skip
-    original = load_model(study, trial.number)
-    x = optnas.data.load("digits").test[0][:37]  # a batch size the export never saw
+    original = load_model(study, trial.number)  # takes inputs standardized, as searched
+    digits = optnas.data.load("digits")
+    x = digits.test[0][:37]  # a batch size the export never saw
     expected = original(x).detach().numpy()
+    # ONNX and TorchScript take the pixels as read (0..16) and standardize them.
+    std, mean = (torch.tensor(v).view(1, -1, 1, 1) for v in (digits.std, digits.mean))
+    raw = x * std + mean
+    assert -1e-3 < float(raw.min()) and float(raw.max()) < 16.001  # noqa: SIM300
 
     # The JSON and the state dict are enough to rebuild the network.
     record = json.loads(files["json"].read_text())
     assert record["params"] == trial.params and record["arch"] == trial.user_attrs["arch"]
+    assert record["classes"] == list(range(10)) and record["state"] == "COMPLETE"
+    assert record["inputs"]["mean"] == pytest.approx(digits.mean)
+    assert record["weights"].startswith("kept by the search")
     spec = DataSpec(tuple(record["input_shape"]), record["num_classes"])
     rebuilt = SPACES[record["space"]](optuna.trial.FixedTrial(record["params"]), spec)
     rebuilt.load_state_dict(torch.load(files["weights"], weights_only=True))
     assert np.array_equal(rebuilt.eval()(x).detach().numpy(), expected)
 
     session = onnxruntime.InferenceSession(str(files["onnx"]))
-    (logits,) = session.run(None, {"input": x.numpy()})
+    (logits,) = session.run(None, {"input": raw.numpy()})
     np.testing.assert_allclose(logits, expected, atol=ONNX_ATOL, rtol=0)
     assert (logits.argmax(1) == expected.argmax(1)).all()
 
     with pytest.warns(FutureWarning):  # TorchScript is deprecated, and still loads
         scripted = torch.jit.load(str(files["torchscript"]))
-    np.testing.assert_allclose(scripted(x).detach().numpy(), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(scripted(raw).detach().numpy(), expected, atol=ONNX_ATOL, rtol=0)
 
 
 def test_a_trial_without_weights_says_how_to_get_them(finished_study, tmp_path):
@@ -103,3 +111,24 @@ def test_a_space_of_ones_own_rebuilds_by_import_path_or_when_passed(tmp_path):
     with pytest.raises(ValueError, match="pass space="):
         load_model(study, 0)
     assert load_model(study, 0, space=local_space)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def _fails_for_width_4(trial, spec):
+    if trial.suggest_categorical("width", [4, 8]) == 4:
+        raise RuntimeError("no width 4 here")
+    return tiny_space(trial, spec)
+
+
+def test_failed_and_duplicate_trials_say_why_they_do_not_export(tmp_path):
+    # A failure counts as one of n_trials: 8 trains, its copy is pruned untrained, 4 fails.
+    url = enqueued_study(tmp_path, "d", [{"width": 8}, {"width": 8}, {"width": 4}])
+    study = optnas.search(_fails_for_width_4, "digits", ("accuracy",), n_trials=2, epochs=1,
+                          storage=url, study_name="d")  # fmt: skip
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    with pytest.raises(ValueError, match=r"Trial 2 \(FAIL\) cannot be rebuilt: its space "
+                       r"raised RuntimeError: no width 4 here; in the search it failed with "
+                       r"RuntimeError: no width 4 here"):  # fmt: skip
+        load_model(study, 2, space=_fails_for_width_4)
+    with pytest.raises(FileNotFoundError, match=r"duplicate of trial 0, .*use trial 0"):
+        load_model(study, 1, space=_fails_for_width_4)
+    assert load_model(study, 0, space=_fails_for_width_4) is not None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import subprocess
+import sys
+import time
 import weakref
 
 import optuna
 import pytest
-from conftest import FailsInTraining, enqueued_study, failing_space, tiny_space
+from conftest import FailsInTraining, enqueued_study, failing_space, process_ended, tiny_space
 from torch import nn
 
 import optnas
@@ -196,3 +201,43 @@ def test_a_fatal_cuda_error_in_this_process_stops_the_search(tmp_path):
     (trial,) = optuna.load_study(study_name="u", storage=url).trials  # no other one started
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "illegal memory access" in trial.user_attrs["fail_reason"]
+
+
+_KILLED_MID_TRAINING = """
+import os, signal, threading, time
+import torch
+from optnas.pool import DevicePool
+
+class Slow(torch.nn.Linear):  # 0.2 s a batch: 80 batches, 16 s an epoch
+    def forward(self, x):
+        time.sleep(0.2)
+        return super().forward(x)
+
+if __name__ == "__main__":
+    x, y = torch.randn(640, 4), torch.randint(0, 2, (640,))
+    pool = DevicePool([torch.device("cpu")], 1, (x, y), (x, y))
+    print(pool._slots[0]._process.pid, flush=True)
+    with pool.slot() as slot:
+        slot.measure(Slow(4, 2), (4,), 1)
+        # SIGKILL a second into the first epoch: no clean-up, no word to the worker.
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        slot.fit(seed=0, on_epoch=lambda epoch, accuracy: None, epochs=3, batch_size=8)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_a_worker_ends_when_its_parent_is_killed_mid_training(tmp_path):
+    """At once, not when its epoch ends (15 s on): on a GPU it would hold memory till then."""
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_MID_TRAINING)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    out = tmp_path / "out.txt"  # not a pipe, which the worker would hold open
+    with out.open("w") as stdout:
+        parent = subprocess.Popen([sys.executable, str(script)], env=env, stdout=stdout,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        assert parent.wait(timeout=120) == -signal.SIGKILL, out.read_text()
+    worker = int(out.read_text().split()[0])
+    deadline = time.monotonic() + 8
+    while not process_ended(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_ended(worker)

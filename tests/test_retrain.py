@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import enqueued_study, tiny_space
 from optuna.artifacts import get_all_artifact_meta
@@ -39,6 +41,14 @@ def test_retrain_command_on_the_best_trial(finished_study, capsys):
     out = capsys.readouterr().out
     best = max(study.best_trials, key=lambda t: t.values[0]).number
     assert re.search(rf"Trial {best} retrained .* test accuracy 0\.\d{{4}} on 360 test", out)
+    accuracy = study.user_attrs[f"optnas.retrain.trial{best}"][-1]["test_accuracy"]
+    # Shown with the trial, and in the table of the best trials.
+    assert main(["show", "--storage", storage, "--trial", str(best)]) == 0
+    assert f"retrained: test accuracy {accuracy:.4f} (2 epochs" in capsys.readouterr().out
+    assert main(["show", "--storage", storage]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"trial +accuracy +params +flops +test +architecture", table)
+    assert re.search(rf"\n +{best} .* {accuracy:.4f} ", table)
 
 
 def test_retrain_command_refuses_a_trial_that_is_not_there(finished_study, capsys):
@@ -87,3 +97,36 @@ def test_retrain_without_an_artifact_store_says_the_weights_were_not_kept(tmp_pa
         logger.removeHandler(caplog.handler)
     assert "retrained weights of trial 0 were not kept" in caplog.text
     assert len(study.user_attrs["optnas.retrain.trial0"]) == 1  # the result is recorded
+
+
+def _arrays(seed: int, n: int = 200):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64")
+
+
+def test_retrain_on_arrays_splits_them_as_the_search_did_and_refuses_others(tmp_path):
+    data = _arrays(0)
+    study = optnas.search("mlp", data, ("accuracy",), n_trials=1, epochs=1, split_seed=3,
+                          test_fraction=0.3, storage=f"sqlite:///{tmp_path}/a.db")  # fmt: skip
+    # The search's split settings: its test split, not the default one (which would hold
+    # samples the search trained and selected on).
+    searched = optnas.data.load(data, split_seed=3, test_fraction=0.3)
+    result = retrain(study, 0, epochs=1, data=data)
+    assert result.test_samples == len(searched.test[0]) == 60
+    for other, named in [(_arrays(1), "<arrays "), ("wine", "wine")]:
+        with pytest.raises(ValueError, match=re.escape(f"data= ({named}")):
+            retrain(study, 0, epochs=1, data=other)
+    assert len(study.user_attrs["optnas.retrain.trial0"]) == 1  # nothing recorded for those
+
+
+def test_retrain_refuses_a_malformed_test_split_before_it_trains(tmp_path):
+    digits = optnas.data.load("digits")
+    x, y = digits.test
+    broken = dataclasses.replace(digits, test=(x, y + 5))  # labels up to 14 of 10 classes
+    study = optnas.search(tiny_space, broken, n_trials=1, epochs=1,
+                          storage=f"sqlite:///{tmp_path}/t.db")  # fmt: skip
+    assert study.trials[0].state.name == "COMPLETE"  # a search never reads the test split
+    with pytest.raises(ValueError, match="test split: labels range from 5 to 14"):
+        retrain(study, 0, epochs=1, space=tiny_space, data=broken)
+    assert "optnas.retrain.trial0" not in study.user_attrs

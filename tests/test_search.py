@@ -294,6 +294,15 @@ def _flaky_space(trial, spec):
             "ValueError: The network's output for one sample has shape (1, 3), "
             "but 10 classes need (1, 10)",
         ),
+        (
+            lambda trial, spec: (
+                nn.Sequential(nn.Flatten(), nn.Linear(32, 10))
+                if trial.number % 2 == 0
+                else tiny_space(trial, spec)
+            ),
+            "ValueError: The network failed on an input of shape (1, 1, 8, 8) (one sample of "
+            "shape (1, 8, 8)): mat1 and mat2 shapes cannot be multiplied (1x64 and 32x10)",
+        ),
     ],
 )
 def test_a_failing_trial_fails_alone_with_its_reason(space, reason):

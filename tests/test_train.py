@@ -59,6 +59,16 @@ def test_precise_batch_norm_statistics_are_those_of_the_training_samples(compile
     torch.testing.assert_close(model[0].running_var, x.var(0), rtol=0.2, atol=0.0)
 
 
+@pytest.mark.slow
+def test_a_compiled_model_trains_on_whole_batches_only():
+    # 40 samples in batches of 16: a last batch of 8 would compile the model again.
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert fit(model, (x, y), (x, y), epochs=2, batch_size=16).images == 80
+    compiled = fit(model, (x, y), (x, y), epochs=2, batch_size=16, compile=True)
+    assert compiled.images == 64 and len(compiled.curve) == 2
+
+
 class _FailsInSecondStep(nn.Module):
     def __init__(self) -> None:
         super().__init__()

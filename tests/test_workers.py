@@ -12,6 +12,7 @@ from collections import Counter
 
 import optuna
 import pytest
+from conftest import process_ended
 
 import optnas
 from optnas.definition import Definition
@@ -155,7 +156,8 @@ def _default_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
+@pytest.mark.parametrize(("kind", "how"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_same_command_resumes(in_tmp, kind, how):
     url = f"sqlite:///{in_tmp}/c.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
     argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
@@ -172,22 +174,54 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(in_tmp):
         return any(t.state == State.RUNNING and t.user_attrs.get("val_curve") for t in trials)
 
     _wait_for(running)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(kind)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err.decode()
+    assert process.returncode == 128 + kind, err.decode()
     last_line = err.decode().strip().splitlines()[-1]
-    assert last_line.startswith("optnas search: interrupted;") and "resumes the study" in last_line
+    assert last_line.startswith(f"optnas search: interrupted ({how});"), last_line
+    assert "resumes the study" in last_line
     assert "Warning" not in err.decode() and "Traceback" not in err.decode()
-    assert "Trial 0 interrupted (Ctrl-C); recorded as failed" in err.decode()
+    assert f"Trial 0 interrupted ({how}); recorded as failed" in err.decode()
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert not [t for t in trials if t.state == State.RUNNING]
-    interrupted = [t for t in trials if t.state == State.FAIL]
-    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["fail_reason"]
+    [interrupted] = [t for t in trials if t.state == State.FAIL]
+    assert f"interrupted ({how})" in interrupted.user_attrs["fail_reason"]
+    # Queued again: the candidate the sampler chose trains first when the study resumes.
+    [queued] = [t for t in trials if t.state == State.WAITING]
+    assert queued.params == interrupted.params
+    assert queued.user_attrs["retry_reason"] == (
+        f"retries trial {interrupted.number}, interrupted ({how})"
+    )
 
     argv[argv.index("--n-trials") + 1] = "1"
     assert subprocess.run(argv, env=env, capture_output=True, timeout=120).returncode == 0
     resumed = optuna.load_study(study_name="c", storage=url).trials
-    assert len(resumed) == len(trials) + 1 and resumed[-1].state == State.COMPLETE
+    assert len(resumed) == len(trials) and resumed[queued.number].state == State.COMPLETE
+
+
+def test_ctrl_c_stops_a_pool_s_trainings_at_once(in_tmp):
+    # Two trials train in pool processes, 30 epochs of 1.4 s each; Optuna's threads would
+    # let both finish (and record them complete) before the interruption came through.
+    url = f"sqlite:///{in_tmp}/t.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", "30", "--batch-size",
+            "16", "--n-trials", "4", "--storage", url, "--study-name", "t",
+            "--trials-per-device", "2", "--no-dedup"]  # fmt: skip
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_default_ctrl_c)  # fmt: skip
+    _wait_for(lambda: _training(url, "t", 2))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    trials = optuna.load_study(study_name="t", storage=url).trials
+    seen = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    states = [State.FAIL, State.FAIL, State.WAITING, State.WAITING]  # both queued again
+    assert [t.state for t in trials] == states, (seen, err.decode())
+    for t in trials[:2]:
+        assert t.user_attrs["fail_reason"].startswith("interrupted (Ctrl-C)")
+        assert len(t.user_attrs["val_curve"]) < 30
+    assert "Traceback" not in err.decode()
 
 
 @needs_postgres
@@ -261,14 +295,6 @@ def _training(url: str, name: str, count: int) -> list[optuna.trial.FrozenTrial]
     return running if len(running) >= count else None
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return "State:\tZ" in status.read()  # a zombie: ended, not yet reaped
-    except FileNotFoundError:
-        return True
-
-
 def _pid(trial: optuna.trial.FrozenTrial) -> int:
     return int(trial.user_attrs["worker"].rsplit(":", 1)[1])
 
@@ -280,12 +306,14 @@ def test_workers_stop_with_their_parent_and_record_their_trials(in_tmp, kind):
     running = _wait_for(lambda: _training(url, "p", 2))
     process.send_signal(kind)  # to the parent alone, as `kill` or a job scheduler sends it
     _, err = process.communicate(timeout=60)
-    assert process.returncode == (130 if kind == signal.SIGTERM else -signal.SIGKILL)
-    _wait_for(lambda: all(_gone(_pid(t)) for t in running), timeout=60)
+    assert process.returncode == (143 if kind == signal.SIGTERM else -signal.SIGKILL)
+    _wait_for(lambda: all(process_ended(_pid(t)) for t in running), timeout=60)
     trials = optuna.load_study(study_name="p", storage=url).trials
     seen = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
     assert not [t for t in trials if t.state == State.RUNNING], (seen, err.decode())
-    interrupted = sum("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials)
+    how = "SIGTERM" if kind == signal.SIGTERM else "Ctrl-C"  # passed on; SIGKILL: none
+    interrupted = sum(f"interrupted ({how})" in t.user_attrs.get("fail_reason", "")
+                      for t in trials)  # fmt: skip
     assert interrupted == 2, (seen, err.decode())
 
 
