@@ -46,11 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with _sigterm_interrupts():
-            return args.run(args)
-    except BrokenPipeError:  # `optnas show | head`: the reader has all it wanted.
-        with contextlib.suppress(OSError):  # Python's flush at exit must not fail again.
+            status = args.run(args)
+            sys.stdout.flush()  # Here, not at exit: a reader gone is handled below.
+            return status
+    except BrokenPipeError as error:
+        if not _stdout_closed():
+            print(f"optnas {args.command}: error: {error}", file=sys.stderr)
+            return 1
+        # `optnas show | head`: the reader has all it wanted. Python's flush at exit
+        # must not fail again.
+        with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        return 128 + 13  # SIGPIPE's number, as a shell tool ends
     except (
         ValueError,
         TypeError,
@@ -70,6 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )  # fmt: skip
         return 128 + (signal.SIGTERM if interruption(stop) == "SIGTERM" else signal.SIGINT)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader is gone."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return True
 
 
 @contextlib.contextmanager

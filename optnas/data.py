@@ -121,10 +121,21 @@ class Dataset:
                 f"augment={self.augment!r} needs images (C, H, W), but samples have shape "
                 f"{self.spec.input_shape}; use augment='none'."
             )
+        self._plain_preprocessing()
         self._check_preprocessing()
         # The test split is left alone: a search never reads it, not even to check it.
         for split in ("train", "val"):
             self._check_split(split, *getattr(self, split))
+
+    def _plain_preprocessing(self) -> None:
+        """``mean``, ``std`` and ``classes`` as plain numbers and strings (given as arrays or
+        tensors, say), as a study records them."""
+        for key in ("mean", "std"):
+            stats = getattr(self, key)
+            if stats is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in np.ravel(stats)))
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(_plain(c) for c in self.classes))
 
     def _check_preprocessing(self) -> None:
         shape = self.spec.input_shape
@@ -186,7 +197,8 @@ class Dataset:
                 f"label per sample and samples of the spec's shape {self.spec.input_shape}."
             )
         if not len(y):
-            raise ValueError(f"{where} is empty; a search needs samples to train and score.")
+            needs = "a retraining is scored on it" if split == "test" else "a search uses it"
+            raise ValueError(f"{where} is empty; {needs}.")
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{where}: the inputs hold NaN or infinite values.")
         if not 0 <= int(y.min()) <= int(y.max()) < self.spec.num_classes:
@@ -262,9 +274,9 @@ def load(
         return _split(name, x, y, val_fraction, test_fraction, split_seed, "crop+flip", names)
     if isinstance(data, str) and data in _TORCHVISION:
         return _official(data, Path(data_dir), download, val_fraction, split_seed)
-    names = None
+    names, scale = None, 1.0
     if isinstance(data, str):
-        name, x, y, names = _named(data)
+        name, x, y, names, scale = _named(data)
     elif isinstance(data, tuple) and len(data) == 2:
         name, (x, y) = "arrays", data
     else:
@@ -272,7 +284,8 @@ def load(
             "data must be a dataset name, an image folder path, an (X, y) pair or an "
             f"optnas.data.Dataset, but got {type(data).__name__}."
         )
-    return _split(name, *_as_arrays(x, y), val_fraction, test_fraction, split_seed, names=names)
+    arrays = _as_arrays(x, y)
+    return _split(name, *arrays, val_fraction, test_fraction, split_seed, names=names, scale=scale)
 
 
 def _as_folder(data: Any) -> Path | None:
@@ -294,17 +307,24 @@ def _check_image_size(image_size: Any, data: Any, folder: Path | None) -> None:
         )
 
 
-def _named(name: str) -> tuple[str, np.ndarray, np.ndarray, list[Any]]:
-    """The set's inputs as scikit-learn holds them (digits: pixel values 0 to 16), its
-    labels, and its class names."""
+_DIGITS_SCALE = 16.0
+"""scikit-learn's digits hold pixel values 0 to 16; they are read divided by this (which
+standardizing undoes, but studies' data hashes keep), and exported networks take them as
+scikit-learn gives them."""
+
+
+def _named(name: str) -> tuple[str, np.ndarray, np.ndarray, list[Any], float]:
+    """The set's inputs, its labels, its class names, and what the inputs were divided by
+    as they were read."""
     from sklearn import datasets
 
     if name == "digits":
         digits = datasets.load_digits()
-        return name, digits.images[:, None].astype(np.float32), digits.target, list(range(10))
+        x = digits.images[:, None].astype(np.float32) / _DIGITS_SCALE
+        return name, x, digits.target, list(range(10)), _DIGITS_SCALE
     if name in ("wine", "breast_cancer"):
         table = getattr(datasets, f"load_{name}")()
-        return name, table.data, table.target, table.target_names.tolist()
+        return name, table.data, table.target, table.target_names.tolist(), 1.0
     raise ValueError(
         f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}; "
         "or the path of an existing directory with one subfolder of images per class."
@@ -451,9 +471,11 @@ def _split(
     seed: int,
     augment: AugmentName = "none",
     names: list[Any] | None = None,
+    scale: float = 1.0,
 ) -> Dataset:
     """Split stratified into train, val and test; ``names`` are the classes' names, in
-    the order of their labels' values (default: those values)."""
+    the order of their labels' values (default: those values); ``scale``, what the
+    inputs were divided by as they were read."""
     from sklearn.model_selection import train_test_split
 
     _check_fraction("val_fraction", val_fraction)
@@ -480,7 +502,7 @@ def _split(
         random_state=seed,
     )
     splits = [(x[i], labels[i]) for i in (train, val, test)]
-    return _dataset(name, splits, classes.tolist() if names is None else names, augment)
+    return _dataset(name, splits, classes.tolist() if names is None else names, augment, scale)
 
 
 def _dataset(
@@ -488,6 +510,7 @@ def _dataset(
     splits: list[tuple[np.ndarray, np.ndarray]],
     classes: list[Any],
     augment: AugmentName,
+    scale: float = 1.0,
 ) -> Dataset:
     """Build a :class:`Dataset` from fresh ``(inputs, labels)`` arrays for train, val and
     test; standardizes the inputs in place, so they must not be views of the caller's data.
@@ -507,7 +530,7 @@ def _dataset(
     ]
     spec = DataSpec(input_shape=tuple(xs[0].shape[1:]), num_classes=len(classes))
     return Dataset(
-        name, spec, *pairs, augment=augment, mean=_floats(mean), std=_floats(std),
+        name, spec, *pairs, augment=augment, mean=_floats(mean * scale), std=_floats(std * scale),
         classes=tuple(_plain(c) for c in classes),
     )  # fmt: skip
 

@@ -7,6 +7,7 @@ A trial's network is rebuilt by calling its search space with the trial's parame
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -227,6 +228,7 @@ def _space_and_data(
     spec = study.user_attrs.get(SPEC_ATTR)
     searched = None if spec is None else DataSpec(tuple(spec["input_shape"]), spec["num_classes"])
 
+    @functools.cache  # A retraining asks for it twice: load (and hash) it once.
     def load_data() -> Dataset:
         if data is None and str(name).startswith("<"):
             raise ValueError(
@@ -240,9 +242,10 @@ def _space_and_data(
         dataset = load(name if data is None else data, data_dir=root, **given)
         if searched is not None and dataset.spec != searched:
             raise ValueError(
-                f"data= has samples of shape {dataset.spec.input_shape} in "
-                f"{dataset.spec.num_classes} classes, but study {study.study_name!r} was "
-                f"searched on {searched.input_shape} in {searched.num_classes}."
+                f"The data ({'data=' if data is not None else name}) now has samples of "
+                f"shape {dataset.spec.input_shape} in {dataset.spec.num_classes} classes, "
+                f"but study {study.study_name!r} was searched on {searched.input_shape} in "
+                f"{searched.num_classes}."
             )
         return dataset
 
@@ -261,9 +264,14 @@ def _check_same_data(study: optuna.Study, recorded: str, data: Any) -> None:
     if str(recorded).startswith("<") and not is_hashed(recorded):
         return
     given = data_name(data)
-    same = given == recorded or (
-        isinstance(data, Dataset) and data.name == recorded  # e.g. a set loaded from elsewhere
-    )
+    if isinstance(data, Dataset) and not str(recorded).startswith("<"):
+        raise ValueError(
+            f"Study {study.study_name!r} was searched on {recorded!r}, which retrain and "
+            "export load themselves, split as the search split it; a Dataset given as data= "
+            "may hold other splits (its test samples the search's training ones). Leave "
+            "data= out."
+        )
+    same = given == recorded
     if isinstance(data, (str, os.PathLike)) and os.path.isdir(data) and os.path.isdir(recorded):
         same = os.path.samefile(data, recorded)
     if not same:

@@ -331,6 +331,7 @@ class _WorkerSlot:
     def __init__(self, device: torch.device, threads: int, splits: tuple[torch.Tensor, ...]):
         self.device = device
         self._args = (str(device), threads, splits)
+        self._interrupted = False  # by Ctrl-C: no worker starts again
         self._start()
 
     def _start(self) -> None:
@@ -342,11 +343,12 @@ class _WorkerSlot:
         self._process.start()
         child.close()
         self._ready = False
-        self._interrupted = False
 
     def interrupt(self) -> None:
-        self._interrupted = True
-        self._process.kill()
+        if not self._interrupted:  # Once: a second kill could reach a reused pid.
+            self._interrupted = True
+            if self._process.is_alive():
+                self._process.kill()
 
     def wait_ready(self) -> None:
         if not self._ready:
@@ -430,14 +432,16 @@ class _WorkerSlot:
         )
 
     def _restart(self) -> int | None:
-        """Start a new worker in place of the one that ended; the old one's exit code."""
+        """Start a new worker in place of the one that ended (unless interrupted); the old
+        one's exit code."""
         self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
         code = self._process.exitcode
-        self._conn.close()
-        self._start()
+        if not self._interrupted:
+            self._conn.close()
+            self._start()
         return code
 
 
@@ -476,7 +480,10 @@ _PRUNED = (optuna.TrialPruned, _Stopped)
 
 def _serve(conn: Any, device_name: str, threads: int, splits: tuple[torch.Tensor, ...]) -> None:
     """A worker's loop: measure and train the networks the parent sends, one at a time."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle.
+    # Ctrl-C and SIGTERM (sent to a whole process group or job) are the parent's to
+    # handle: it stops its workers; one whose parent is gone ends by itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_the_parent()
     torch.set_num_threads(threads)
     model = trained = loaded = None

@@ -489,8 +489,9 @@ def _queue_again(study: optuna.Study, numbers: Sequence[int], stop: KeyboardInte
         return
     trials = study.get_trials(deepcopy=False)
     for number in numbers:
-        if trials[number].state == optuna.trial.TrialState.FAIL:
-            retry(study, trials[number], f"interrupted ({interruption(stop)})")
+        trial = trials[number]
+        if trial.state == optuna.trial.TrialState.FAIL and trial.params:  # a candidate
+            retry(study, trial, f"interrupted ({interruption(stop)})")
 
 
 def _optimize_interruptibly(
@@ -526,10 +527,26 @@ def _optimize_interruptibly(
             pass
     except KeyboardInterrupt as stop:
         objective.interrupt(stop)  # Its trials end now, recorded as interrupted.
-        done.wait()
+        _wait_through_interrupts(done, _GRACE_SECONDS)
         raise
     if failed:
         raise failed[0]
+
+
+_GRACE_SECONDS = 30.0
+"""How long an interrupted pool search waits for its trials to record their ends."""
+
+
+def _wait_through_interrupts(done: threading.Event, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``done``; another Ctrl-C meanwhile does not cut the wait
+    short (the trials would go on in their threads, unrecorded and not queued again)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if done.wait(left):
+                return
+        except KeyboardInterrupt:
+            continue
 
 
 def _optimize(
@@ -550,7 +567,9 @@ def _optimize(
     user's ``study.stop()``) ends the search.
     """
     start = time.monotonic()
-    while not (guard.tripped or counter.exhausted or objective.unusable):
+    # An interruption Optuna's threads swallowed (one raised after its last submission)
+    # must not start another round either.
+    while not (guard.tripped or counter.exhausted or objective.unusable or objective.interrupted):
         remaining = counter.remaining()
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if remaining == 0 or (left is not None and left <= 0):

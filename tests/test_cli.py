@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -300,8 +301,9 @@ def test_a_trial_failed_for_its_dead_worker_says_so_from_its_retry(tmp_path, cap
 def test_a_reader_that_stops_early_is_not_an_error(finished_study):
     # `optnas show | head -1`: the pipe is closed before the command writes.
     _, storage, _ = finished_study
-    process = subprocess.Popen([sys.executable, "-m", "optnas", "show", "--storage", storage],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    argv = [sys.executable, "-m", "optnas", "show", "--storage", storage]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     process.stdout.close()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 141  # 128 + SIGPIPE, as a shell tool ends

@@ -91,12 +91,33 @@ def test_standardized_with_training_statistics():
     assert abs(ds.train[0].std().item() - 1) < 1e-2
 
 
+def test_the_standardization_and_the_class_labels_are_kept():
+    # In the units the data was read in: digits' pixel values 0..16, as scikit-learn has them.
+    from sklearn.datasets import load_digits
+
+    ds = load("digits")
+    raw = torch.from_numpy(load_digits().images.astype("float32"))
+    assert ds.mean == pytest.approx((raw.mean().item(),), rel=0.05)
+    assert ds.classes == tuple(range(10))
+    pixels = ds.train[0] * ds.std[0] + ds.mean[0]
+    assert -1e-3 < pixels.min() and pixels.max() < 16.001  # noqa: SIM300
+    # Given as arrays or tensors by hand: plain numbers, as a study records them.
+    split = (torch.zeros(4, 3), torch.tensor([0, 1, 0, 1]))
+    own = Dataset("own", DataSpec((3,), 2), split, split, split, mean=np.zeros(3),
+                  std=torch.ones(3), classes=np.array(["no", "yes"]))  # fmt: skip
+    assert own.mean == (0.0, 0.0, 0.0) and own.std == (1.0, 1.0, 1.0)
+    assert own.classes == ("no", "yes")
+    with pytest.raises(ValueError, match="mean holds 2 values, but samples of shape"):
+        Dataset("own", DataSpec((3,), 2), split, split, split, mean=[0, 0], std=[1, 1])
+
+
 def test_user_arrays_flat_and_labels_encoded():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(100, 5)), np.array(["cat", "dog"] * 50)
     ds = load((x, y))
     assert ds.spec.input_shape == (5,) and ds.spec.num_classes == 2
     assert set(ds.train[1].tolist()) == {0, 1}
+    assert ds.classes == ("cat", "dog")  # label k's original value
 
 
 def test_user_images_gain_a_channel_axis():
@@ -180,7 +201,7 @@ def test_download_without_network_says_so(tmp_path, network_calls, name):
 def test_image_folder_is_read_split_and_augmented(tmp_path):
     root = _write_folder(tmp_path / "shapes", {c: [(12, 10)] * 5 for c in ("a", "b", "c")})
     ds = load(root)
-    assert ds.name == "shapes" and ds.augment == "crop+flip"
+    assert ds.name == "shapes" and ds.augment == "crop+flip" and ds.classes == ("a", "b", "c")
     assert ds.spec == DataSpec(input_shape=(3, 10, 12), num_classes=3)
     assert [len(split[1]) for split in (ds.train, ds.val, ds.test)] == [9, 3, 3]
     for split in (ds.val, ds.test):
@@ -252,7 +273,7 @@ _LONG = torch.zeros(4, dtype=torch.long)
             "and torch.float32 labels of shape (4,) (.float() and .long() convert)",
         ),
         ((torch.zeros(4, 3, dtype=torch.float64), _LONG), "got torch.float64 inputs"),
-        ((torch.zeros(0, 3), _LONG[:0]), "is empty; a search needs samples"),
+        ((torch.zeros(0, 3), _LONG[:0]), "is empty; a search uses it"),
         (([[0.0] * 3], [0]), "expected (inputs, labels) tensors, got list and list"),
     ],
 )

@@ -120,6 +120,15 @@ def test_retrain_on_arrays_splits_them_as_the_search_did_and_refuses_others(tmp_
     assert len(study.user_attrs["optnas.retrain.trial0"]) == 1  # nothing recorded for those
 
 
+def test_a_study_searched_on_a_named_set_is_retrained_on_that_set_alone(tmp_path):
+    study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1, split_seed=3,
+                          storage=f"sqlite:///{tmp_path}/n.db")  # fmt: skip
+    # Split with seed 0, its test split would hold samples the search trained on.
+    with pytest.raises(ValueError, match="Leave data= out"):
+        retrain(study, 0, epochs=1, space=tiny_space, data=optnas.data.load("digits"))
+    assert retrain(study, 0, epochs=1, space=tiny_space).test_samples == 360
+
+
 def test_retrain_refuses_a_malformed_test_split_before_it_trains(tmp_path):
     digits = optnas.data.load("digits")
     x, y = digits.test

@@ -595,6 +595,13 @@ def test_a_study_recorded_before_names_carried_hashes_resumes(tmp_path):
     assert Definition.from_study(study) == hashed  # recorded with the hashes now
 
 
+def test_the_digits_read_as_a_dataset_keep_the_hash_earlier_versions_recorded():
+    # A study searched on data=load("digits") resumes only while its splits hash the same.
+    from optnas.definition import data_name
+
+    assert data_name(optnas.data.load("digits")) == "<dataset digits d39e42e118>"
+
+
 def test_an_architecture_in_training_is_not_trained_again_at_the_same_time():
     from conftest import Slow
 

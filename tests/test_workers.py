@@ -199,17 +199,23 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_same_command_resumes(in_tmp, ki
     assert len(resumed) == len(trials) and resumed[queued.number].state == State.COMPLETE
 
 
+def _pool_search(url: str, name: str, *, epochs: int, n_trials: int) -> subprocess.Popen:
+    """``optnas search`` with 2 pool slots, epochs of 1.4 s; Ctrl-C reaches it."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
+            "--data", "wine", "--objectives", "accuracy", "--epochs", str(epochs),
+            "--batch-size", "16", "--n-trials", str(n_trials), "--storage", url,
+            "--study-name", name, "--trials-per-device", "2", "--no-dedup", "--pruner",
+            "none"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_ctrl_c)  # fmt: skip
+
+
 def test_ctrl_c_stops_a_pool_s_trainings_at_once(in_tmp):
     # Two trials train in pool processes, 30 epochs of 1.4 s each; Optuna's threads would
     # let both finish (and record them complete) before the interruption came through.
     url = f"sqlite:///{in_tmp}/t.db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
-    argv = [sys.executable, "-m", "optnas", "search", "--space", "conftest:slow_space",
-            "--data", "wine", "--objectives", "accuracy", "--epochs", "30", "--batch-size",
-            "16", "--n-trials", "4", "--storage", url, "--study-name", "t",
-            "--trials-per-device", "2", "--no-dedup"]  # fmt: skip
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=_default_ctrl_c)  # fmt: skip
+    process = _pool_search(url, "t", epochs=30, n_trials=4)
     _wait_for(lambda: _training(url, "t", 2))
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -222,6 +228,28 @@ def test_ctrl_c_stops_a_pool_s_trainings_at_once(in_tmp):
         assert t.user_attrs["fail_reason"].startswith("interrupted (Ctrl-C)")
         assert len(t.user_attrs["val_curve"]) < 30
     assert "Traceback" not in err.decode()
+
+
+def test_ctrl_c_during_a_pool_s_last_training_starts_nothing_more(in_tmp):
+    # 3 trials on 2 slots: once trials 0 and 1 are done, Optuna has stopped submitting and
+    # would swallow the last one's interruption; no other round may start then.
+    url = f"sqlite:///{in_tmp}/e.db"
+    process = _pool_search(url, "e", epochs=8, n_trials=3)
+
+    def last_one_training():
+        running = _training(url, "e", 1)
+        trials = optuna.load_study(study_name="e", storage=url).trials if running else []
+        return sum(t.state == State.COMPLETE for t in trials) == 2 and len(trials) == 3
+
+    _wait_for(last_one_training)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    trials = optuna.load_study(study_name="e", storage=url).trials
+    seen = [(t.number, t.state.name, t.params) for t in trials]
+    assert [t.state for t in trials] == [State.COMPLETE, State.COMPLETE, State.FAIL,
+                                         State.WAITING], (seen, err.decode())  # fmt: skip
+    assert trials[3].params == trials[2].params  # queued again, and nothing else
 
 
 @needs_postgres
