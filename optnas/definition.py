@@ -71,6 +71,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -78,6 +79,7 @@ import json
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,8 +422,9 @@ class Definition:
 
     def with_hashes_of(self, other: Definition) -> Definition:
         """This definition with ``other``'s names of objects (``"<arrays 5f0c…>"``) where
-        this one records the same objects by an older name without their hash
-        (``"<arrays>"``): a study recorded before names carried hashes resumes.
+        this one records the same objects by an older name without their hashes
+        (``"<arrays>"``, or a space without the hash of the helpers it uses): a study
+        recorded before names carried them resumes.
 
         Example:
             >>> old = load(DEFAULT_FILE).replace({"data.name": "<arrays>"})
@@ -433,7 +436,7 @@ class Definition:
         for key in ("space.name", "data.name"):
             mine, theirs = recorded.get(key), given.get(key)
             legacy = isinstance(mine, str) and isinstance(theirs, str) and mine != theirs
-            if legacy and _HASHED.sub(">", theirs) == mine:
+            if legacy and mine in _older_names(theirs):
                 changes[key] = theirs
         return self.replace(changes) if changes else self
 
@@ -568,6 +571,16 @@ def data_name(data: Any) -> str:
 _HASHED = re.compile(r" [0-9a-f]{10}>$")  # the hash that ends an object's recorded name
 
 
+def _older_names(name: str) -> list[str]:
+    """The names earlier versions recorded an object by: ``name`` without its last hash,
+    then without the one before (``"<m.f a b>"``: ``"<m.f a>"``, ``"<m.f>"``)."""
+    older = []
+    while _HASHED.search(name):
+        name = _HASHED.sub(">", name)
+        older.append(name)
+    return older
+
+
 def is_hashed(name: str) -> bool:
     """Whether a recorded name of an object ends with a hash of it (names recorded before
     they carried one do not).
@@ -604,13 +617,65 @@ def _fingerprint(*parts: Any) -> str:
 
 def _code(space: Any) -> str:
     """`` `` and a hash of a space function's source (its class's, for another callable),
-    so that another function of the same name does not resume the study; "" where
-    Python has no source for it."""
+    so that another function of the same name does not resume the study; then, where it
+    uses functions or classes of its own module (a block it builds from, say), `` `` and a
+    hash of theirs, so that an edited block does not either (a study's trials would hold
+    other networks than its dedup and kept weights assume). "" where Python has no source
+    for it. (Studies recorded before the second hash resume: see ``with_hashes_of``.)"""
     try:
         source = inspect.getsource(space if inspect.isfunction(space) else type(space))
     except (OSError, TypeError):
         return ""
-    return f" {_fingerprint(source)}"
+    helpers = []
+    for helper in _used_helpers(space):
+        with contextlib.suppress(OSError, TypeError):
+            helpers.append(inspect.getsource(helper))
+    return f" {_fingerprint(source)}" + (f" {_fingerprint(*helpers)}" if helpers else "")
+
+
+def _used_helpers(space: Any) -> list[Any]:
+    """The module-level functions and classes of the space's own module that it uses,
+    directly or through one another (by their global names), in a stable order."""
+    root = space if inspect.isfunction(space) else type(space)
+    module = root.__module__
+    namespace = (
+        root.__globals__
+        if inspect.isfunction(root)
+        else getattr(sys.modules.get(module), "__dict__", {})
+    )
+    found: dict[str, Any] = {}
+    pending = [root]
+    while pending:
+        for name in sorted(_global_names(pending.pop())):
+            helper = namespace.get(name)
+            if (
+                name not in found
+                and helper is not root
+                and (inspect.isfunction(helper) or inspect.isclass(helper))
+                and getattr(helper, "__module__", None) == module
+            ):
+                found[name] = helper
+                pending.append(helper)
+    return [found[name] for name in sorted(found)]
+
+
+def _global_names(obj: Any) -> set[str]:
+    """The global names a function's code, or a class's methods and bases, refer to."""
+    if inspect.isclass(obj):
+        codes = [
+            f.__code__
+            for v in vars(obj).values()
+            for f in (getattr(v, "__func__", v), getattr(v, "fget", None))
+            if inspect.isfunction(f)
+        ]
+        names = {base.__name__ for base in obj.__bases__}
+    else:
+        codes, names = [obj.__code__], set()
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    return names
 
 
 def _resolve(raw: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -199,6 +200,56 @@ def test_another_space_function_of_the_same_name_does_not_resume_the_study(tmp_p
     with pytest.raises(optnas.StorageError, match="would change space.name"):
         optnas.search(my_space, "digits", **kwargs)
     assert len(optnas.search(first, "digits", **kwargs).trials) == 2  # the same: resumed
+
+
+_SPACE_MODULE = """
+from torch import nn
+
+class Block(nn.Sequential):
+    def __init__(self, width, classes):
+        super().__init__(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), head(width, classes))
+
+def head(width, classes):
+    return nn.Linear(width, classes)
+
+def space(trial, spec):
+    return Block(trial.suggest_int("w", 2, 4), spec.num_classes)
+"""
+
+
+def _script(path):
+    """``path`` run as a script is: a module no import path reaches (like ``__main__``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("helped_space", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_space_whose_helpers_changed_does_not_resume_the_study(tmp_path):
+    # The space function is the same; a helper of its script that it builds with is not.
+    from optnas.definition import DEFINITION_ATTR, Definition
+
+    source = tmp_path / "helped_space.py"
+    source.write_text(_SPACE_MODULE)
+    module = _script(source)
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": f"sqlite:///{tmp_path}/a.db",
+              "study_name": "s", "dedup": False}  # fmt: skip
+    study = optnas.search(module.space, "digits", **kwargs)
+    name = Definition.from_study(study)["space"]["name"]
+    assert re.fullmatch(r"<helped_space\.space [0-9a-f]{10} [0-9a-f]{10}>", name)
+    # Recorded by an earlier version with the function's hash alone: resumes, upgraded.
+    legacy = Definition.from_study(study).replace({"space.name": name.rsplit(" ", 1)[0] + ">"})
+    study.set_user_attr(DEFINITION_ATTR, legacy.to_json())
+    assert len(optnas.search(module.space, "digits", **kwargs).trials) == 2
+    assert Definition.from_study(study)["space"]["name"] == name
+
+    edited = "nn.Sequential(nn.Linear(width, classes))"
+    source.write_text(_SPACE_MODULE.replace("nn.Linear(width, classes)", edited))
+    module = _script(source)
+    with pytest.raises(optnas.StorageError, match="would change space.name"):
+        optnas.search(module.space, "digits", **kwargs)
 
 
 def test_a_folder_whose_classes_changed_does_not_resume_its_study(tmp_path):
