@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SearchError", "StorageError", "Terminated", "interruption"]
+__all__ = ["ParentGone", "SearchError", "StorageError", "Terminated", "interruption"]
 
 
 class SearchError(RuntimeError):
@@ -18,11 +18,18 @@ class Terminated(KeyboardInterrupt):
     it ends a search as Ctrl-C does, so that running trials are recorded as failed."""
 
 
+class ParentGone(KeyboardInterrupt):
+    """A worker's parent (``optnas search --workers N``) died: the worker stops as Ctrl-C
+    would stop it, recording its running trials' ends."""
+
+
 def interruption(error: KeyboardInterrupt) -> str:
-    """What interrupted: ``"SIGTERM"`` or ``"Ctrl-C"``.
+    """What interrupted: ``"SIGTERM"``, ``"its parent process ended"`` or ``"Ctrl-C"``.
 
     Example:
         >>> interruption(Terminated()), interruption(KeyboardInterrupt())
         ('SIGTERM', 'Ctrl-C')
     """
+    if isinstance(error, ParentGone):
+        return "its parent process ended"
     return "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"

@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from optnas.errors import SearchError, Terminated
+from optnas.errors import ParentGone, SearchError, Terminated
 from optnas.storage import open_study, retry
 
 __all__ = ["run_workers", "work"]
@@ -292,11 +292,17 @@ def stop_with_the_parent() -> None:
         return
     # The parent stops a worker with SIGINT, which a shell's background job starts out
     # ignoring (and passes on ignored): this process answers it all the same.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    orphaned = threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise ParentGone if orphaned.is_set() else KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
 
     def watch() -> None:
         while os.getppid() == int(parent):
             time.sleep(1.0)
+        orphaned.set()
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, name="optnas-parent-watch", daemon=True).start()
