@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_interrupts():
             status = args.run(args)
-            sys.stdout.flush()  # Here, not at exit: a reader gone is handled below.
+            if sys.stdout is not None:  # None where it was closed (`>&-`)
+                sys.stdout.flush()  # Here, not at exit: a reader gone is handled below.
             return status
     except BrokenPipeError as error:
         if not _stdout_closed():
@@ -80,15 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stdout_closed() -> bool:
-    """Whether standard output is a pipe whose reader is gone."""
+    """Whether standard output is a pipe whose reader is gone (Linux reports POLLERR,
+    BSD and macOS POLLHUP); False where that cannot be told."""
     import select
 
     try:
         poll = select.poll()
         poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poll.poll(0))
+        gone = select.POLLERR | select.POLLHUP
+        return any(events & gone for _, events in poll.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
-        return True
+        return False
 
 
 @contextlib.contextmanager
@@ -231,6 +234,12 @@ def _add_results(commands: Any) -> None:
     retrain.add_argument("--epochs", type=_positive_int, help="epochs (default: the trial's own)")
     retrain.add_argument("--seed", type=int, default=0, help="(default: 0)")
     retrain.add_argument("--devices", "--device", default="auto", help="(default: auto)")
+    retrain.add_argument(
+        "--data", help="the image folder the study was searched on, where it has moved"
+    )
+    retrain.add_argument(
+        "--data-dir", help="the folder holding torchvision's sets, where not the search's"
+    )
     _add_study_arguments(retrain, artifacts=True)
 
 
@@ -540,6 +549,8 @@ def _retrain(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         device=args.devices,
+        data=args.data,
+        data_dir=args.data_dir,
         artifacts=args.artifacts,
     )
     print(

@@ -130,10 +130,13 @@ class Dataset:
     def _plain_preprocessing(self) -> None:
         """``mean``, ``std`` and ``classes`` as plain numbers and strings (given as arrays or
         tensors, say), as a study records them."""
+        import torch
+
         for key in ("mean", "std"):
             stats = getattr(self, key)
             if stats is not None:
-                object.__setattr__(self, key, tuple(float(v) for v in np.ravel(stats)))
+                values = torch.as_tensor(stats).detach().cpu().flatten().tolist()
+                object.__setattr__(self, key, tuple(float(v) for v in values))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(_plain(c) for c in self.classes))
 
@@ -541,7 +544,8 @@ def _floats(stats: torch.Tensor) -> tuple[float, ...]:
 
 def _plain(label: Any) -> Any:
     """A class label as JSON holds it (a study records it): numbers and strings stay."""
-    label = label.item() if isinstance(label, np.generic) else label
+    if isinstance(label, np.generic) or getattr(label, "ndim", None) == 0:
+        label = label.item()  # a numpy scalar, a 0-d array or tensor
     return label if isinstance(label, (str, int, float, bool)) else str(label)
 
 

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dis
 import hashlib
 import inspect
 import json
@@ -436,7 +437,8 @@ class Definition:
         for key in ("space.name", "data.name"):
             mine, theirs = recorded.get(key), given.get(key)
             legacy = isinstance(mine, str) and isinstance(theirs, str) and mine != theirs
-            if legacy and mine in _older_names(theirs):
+            levels = 2 if key == "space.name" else 1  # a space: its helpers' hash, its own
+            if legacy and mine in _older_names(theirs)[:levels]:
                 changes[key] = theirs
         return self.replace(changes) if changes else self
 
@@ -622,21 +624,39 @@ def _code(space: Any) -> str:
     hash of theirs, so that an edited block does not either (a study's trials would hold
     other networks than its dedup and kept weights assume). "" where Python has no source
     for it. (Studies recorded before the second hash resume: see ``with_hashes_of``.)"""
-    try:
-        source = inspect.getsource(space if inspect.isfunction(space) else type(space))
-    except (OSError, TypeError):
+    root = _root(space)
+    source = _source(root)
+    if not source:
         return ""
-    helpers = []
-    for helper in _used_helpers(space):
-        with contextlib.suppress(OSError, TypeError):
-            helpers.append(inspect.getsource(helper))
+    helpers = [text for text in map(_source, _used_helpers(root)) if text]
     return f" {_fingerprint(source)}" + (f" {_fingerprint(*helpers)}" if helpers else "")
 
 
-def _used_helpers(space: Any) -> list[Any]:
-    """The module-level functions and classes of the space's own module that it uses,
-    directly or through one another (by their global names), in a stable order."""
-    root = space if inspect.isfunction(space) else type(space)
+def _root(space: Any) -> Any:
+    """The function, without its decorators, or else the class whose code ``space`` runs."""
+    unwrapped = inspect.unwrap(space) if callable(space) else space
+    return unwrapped if inspect.isfunction(unwrapped) else type(space)
+
+
+def _source(obj: Any) -> str:
+    """The source of a function or class; of a class whose file Python cannot find (one
+    defined in a notebook), its methods'; "" where there is none (or it no longer parses)."""
+    try:
+        return inspect.getsource(obj)
+    except Exception:
+        if not inspect.isclass(obj):
+            return ""
+        parts = []
+        for method in _methods(obj):
+            with contextlib.suppress(Exception):
+                parts.append(inspect.getsource(method))
+        return "".join(parts)
+
+
+def _used_helpers(root: Any) -> list[Any]:
+    """The functions and classes of ``root``'s own module that it uses (by their global
+    names, as default values or closed-over values), directly or through one another, in
+    a stable order."""
     module = root.__module__
     namespace = (
         root.__globals__
@@ -646,36 +666,54 @@ def _used_helpers(space: Any) -> list[Any]:
     found: dict[str, Any] = {}
     pending = [root]
     while pending:
-        for name in sorted(_global_names(pending.pop())):
-            helper = namespace.get(name)
+        obj = pending.pop()
+        for helper in [namespace.get(n) for n in sorted(_global_names(obj))] + _held(obj):
             if (
-                name not in found
+                (inspect.isfunction(helper) or inspect.isclass(helper))
                 and helper is not root
-                and (inspect.isfunction(helper) or inspect.isclass(helper))
                 and getattr(helper, "__module__", None) == module
+                and helper.__qualname__ not in found
             ):
-                found[name] = helper
+                found[helper.__qualname__] = helper
                 pending.append(helper)
     return [found[name] for name in sorted(found)]
 
 
+def _methods(cls: type) -> list[Any]:
+    """The functions a class defines: methods, static and class methods, properties."""
+    return [
+        f
+        for v in vars(cls).values()
+        for f in (getattr(v, "__func__", v), getattr(v, "fget", None))
+        if inspect.isfunction(f)
+    ]
+
+
 def _global_names(obj: Any) -> set[str]:
-    """The global names a function's code, or a class's methods and bases, refer to."""
+    """The global names a function's code, or a class's methods and bases, load (not
+    attribute names: ``nn.Linear`` loads ``nn``)."""
     if inspect.isclass(obj):
-        codes = [
-            f.__code__
-            for v in vars(obj).values()
-            for f in (getattr(v, "__func__", v), getattr(v, "fget", None))
-            if inspect.isfunction(f)
-        ]
+        codes = [f.__code__ for f in _methods(obj)]
         names = {base.__name__ for base in obj.__bases__}
     else:
         codes, names = [obj.__code__], set()
     while codes:
         code = codes.pop()
-        names |= set(code.co_names)
+        loads = ("LOAD_GLOBAL", "LOAD_NAME")
+        names |= {i.argval for i in dis.get_instructions(code) if i.opname in loads}
         codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
     return names
+
+
+def _held(obj: Any) -> list[Any]:
+    """A function's default values and closed-over values (``block=Block``)."""
+    if not inspect.isfunction(obj):
+        return []
+    held = [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
+    for cell in obj.__closure__ or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            held.append(cell.cell_contents)
+    return held
 
 
 def _resolve(raw: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -199,15 +199,17 @@ def _space_and_data(
     *,
     space: str | Callable[..., Any] | None = None,
     data: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Callable[..., Any], DataSpec, Callable[[], Dataset]]:
     """The study's space, data spec, and a loader of its dataset.
 
     Read from the definition the search recorded with the study (see
     :class:`optnas.definition.Definition`); ``space`` and ``data`` override it, for a
-    space or data given to the search as Python objects, which no definition rebuilds.
+    space or data given to the search as Python objects, which no definition rebuilds;
+    ``data_dir``, the folder torchvision's sets were read from.
     """
     from optnas import spaces
-    from optnas.data import DataSpec, load
+    from optnas.data import DATASETS, DataSpec, load
     from optnas.definition import DEFINITION_ATTR, Definition
     from optnas.search import SPEC_ATTR
 
@@ -225,6 +227,7 @@ def _space_and_data(
 
     given = dict(recorded["data"]) if recorded else {"name": "<unknown>"}
     name, root = given.pop("name"), given.pop("root", "data")
+    root = root if data_dir is None else os.fspath(data_dir)
     spec = study.user_attrs.get(SPEC_ATTR)
     searched = None if spec is None else DataSpec(tuple(spec["input_shape"]), spec["num_classes"])
 
@@ -235,6 +238,13 @@ def _space_and_data(
                 f"Study {study.study_name!r} was searched on data given as arrays or a "
                 "Dataset, which are not recorded with it: pass the same data as data= "
                 "(from Python: optnas.retrain.retrain, optnas.export.export)."
+            )
+        folder = not str(name).startswith("<") and name not in DATASETS  # recorded path
+        if data is None and folder and not os.path.isdir(name):
+            raise FileNotFoundError(
+                f"Study {study.study_name!r} was searched on the image folder {name}, which "
+                "is not there any more: pass the folder where it is now as data= (from the "
+                "command line, --data)."
             )
         if data is not None:
             _check_same_data(study, name, data)
@@ -269,11 +279,13 @@ def _check_same_data(study: optuna.Study, recorded: str, data: Any) -> None:
             f"Study {study.study_name!r} was searched on {recorded!r}, which retrain and "
             "export load themselves, split as the search split it; a Dataset given as data= "
             "may hold other splits (its test samples the search's training ones). Leave "
-            "data= out."
+            "data= out (data_dir= / --data-dir points at where the files are now)."
         )
     same = given == recorded
-    if isinstance(data, (str, os.PathLike)) and os.path.isdir(data) and os.path.isdir(recorded):
-        same = os.path.samefile(data, recorded)
+    if isinstance(data, (str, os.PathLike)) and os.path.isdir(data):
+        # The same folder by another path, or the folder moved (its shape and classes are
+        # still checked).
+        same = not os.path.isdir(recorded) or os.path.samefile(data, recorded)
     if not same:
         raise ValueError(
             f"data= ({given}) is not the data study {study.study_name!r} was searched on "

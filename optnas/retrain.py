@@ -57,6 +57,7 @@ def retrain(
     device: str = "auto",
     space: str | Callable[..., Any] | None = None,
     data: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
     artifacts: str | os.PathLike[str] | None = None,
 ) -> RetrainResult:
     """Train ``trial``'s architecture from scratch on train + validation; test it.
@@ -78,7 +79,10 @@ def retrain(
         seed: Seeds the initialization and the batch order.
         device: ``"auto"`` (a GPU if there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         space: The search space, for a space of your own.
-        data: The dataset, for data given as arrays to the search.
+        data: The dataset, for data given as arrays or a Dataset to the search (the same
+            data: other data is refused); for a search on an image folder, the folder where
+            it has moved.
+        data_dir: The folder holding torchvision's sets, where not the search's.
         artifacts: The artifact folder, when not where the search recorded it.
 
     Raises:
@@ -98,7 +102,7 @@ def retrain(
     from optnas.train import evaluate, fit
 
     frozen = trial_of(study, trial)
-    space_fn, spec, load_data = _space_and_data(study, space=space, data=data)
+    space_fn, spec, load_data = _space_and_data(study, space=space, data=data, data_dir=data_dir)
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be positive, but got {epochs}.")
     dataset = load_data()

@@ -3,10 +3,13 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -128,6 +131,17 @@ def hog_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     if trial.suggest_categorical("kind", ["ok", "hog"]) == "hog":
         return HogsMemory(spec)
     return ChecksMemory(spec)
+
+
+def write_image_folder(root: Path, sizes: dict[str, list[tuple[int, int]]], mode: str = "RGB"):
+    """An ImageFolder tree: one subfolder per class, one PNG per (width, height)."""
+    rng = np.random.default_rng(0)
+    for label, class_sizes in sizes.items():
+        (root / label).mkdir(parents=True)
+        for i, (width, height) in enumerate(class_sizes):
+            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).convert(mode).save(root / label / f"{i}.png")
+    return root
 
 
 def process_ended(pid: int) -> bool:

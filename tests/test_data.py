@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import write_image_folder
 
 from optnas.data import AUGMENTS, DATASETS, Dataset, DataSpec, load
 
@@ -43,17 +43,6 @@ def _fake_mnist(root: Path, folder: str, n_train: int = 60, n_test: int = 20) ->
     for prefix, part in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[part])
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", ids[part] % 10)
-
-
-def _write_folder(root: Path, sizes: dict[str, list[tuple[int, int]]], mode: str = "RGB"):
-    """An ImageFolder tree: one subfolder per class, one PNG per (width, height)."""
-    rng = np.random.default_rng(0)
-    for label, class_sizes in sizes.items():
-        (root / label).mkdir(parents=True)
-        for i, (width, height) in enumerate(class_sizes):
-            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-            Image.fromarray(pixels).convert(mode).save(root / label / f"{i}.png")
-    return root
 
 
 def test_digits_splits_are_disjoint_stratified_and_fixed():
@@ -107,6 +96,9 @@ def test_the_standardization_and_the_class_labels_are_kept():
                   std=torch.ones(3), classes=np.array(["no", "yes"]))  # fmt: skip
     assert own.mean == (0.0, 0.0, 0.0) and own.std == (1.0, 1.0, 1.0)
     assert own.classes == ("no", "yes")
+    own = Dataset("own", DataSpec((3,), 2), split, split, split, mean=torch.zeros(3),
+                  std=torch.ones(3, requires_grad=True), classes=torch.tensor([3, 7]))  # fmt: skip
+    assert own.std == (1.0, 1.0, 1.0) and own.classes == (3, 7)
     with pytest.raises(ValueError, match="mean holds 2 values, but samples of shape"):
         Dataset("own", DataSpec((3,), 2), split, split, split, mean=[0, 0], std=[1, 1])
 
@@ -199,7 +191,7 @@ def test_download_without_network_says_so(tmp_path, network_calls, name):
 
 
 def test_image_folder_is_read_split_and_augmented(tmp_path):
-    root = _write_folder(tmp_path / "shapes", {c: [(12, 10)] * 5 for c in ("a", "b", "c")})
+    root = write_image_folder(tmp_path / "shapes", {c: [(12, 10)] * 5 for c in ("a", "b", "c")})
     ds = load(root)
     assert ds.name == "shapes" and ds.augment == "crop+flip" and ds.classes == ("a", "b", "c")
     assert ds.spec == DataSpec(input_shape=(3, 10, 12), num_classes=3)
@@ -211,14 +203,14 @@ def test_image_folder_is_read_split_and_augmented(tmp_path):
 
 
 def test_image_folder_of_grayscale_images_becomes_rgb(tmp_path):
-    root = _write_folder(tmp_path / "gray", {c: [(6, 6)] * 5 for c in "xy"}, mode="L")
+    root = write_image_folder(tmp_path / "gray", {c: [(6, 6)] * 5 for c in "xy"}, mode="L")
     ds = load(root, image_size=4)
     assert ds.spec.input_shape == (3, 4, 4)
     assert torch.equal(ds.train[0][:, 0], ds.train[0][:, 2])
 
 
 def test_image_folder_of_differing_sizes_needs_image_size(tmp_path):
-    root = _write_folder(
+    root = write_image_folder(
         tmp_path / "mixed", {"a": [(8, 8)] * 4, "b": [(8, 8), (9, 7), (8, 8), (8, 8)]}
     )
     message = f"{root / 'a' / '0.png'} is 8x8 (width x height), {root / 'b' / '1.png'} is 9x7"

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import enqueued_study, tiny_space
+from conftest import enqueued_study, tiny_space, write_image_folder
 from optuna.artifacts import get_all_artifact_meta
 
 import optnas
@@ -127,6 +127,18 @@ def test_a_study_searched_on_a_named_set_is_retrained_on_that_set_alone(tmp_path
     with pytest.raises(ValueError, match="Leave data= out"):
         retrain(study, 0, epochs=1, space=tiny_space, data=optnas.data.load("digits"))
     assert retrain(study, 0, epochs=1, space=tiny_space).test_samples == 360
+
+
+def test_a_study_on_an_image_folder_retrains_where_the_folder_moved(tmp_path):
+    folder = write_image_folder(tmp_path / "shapes", {c: [(8, 8)] * 6 for c in "abc"})
+    study = optnas.search(tiny_space, str(folder), n_trials=1, epochs=1,
+                          storage=f"sqlite:///{tmp_path}/f.db")  # fmt: skip
+    moved = folder.rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="is not there any more: pass the folder"):
+        retrain(study, 0, epochs=1, space=tiny_space)
+    assert retrain(study, 0, epochs=1, space=tiny_space, data=str(moved)).test_samples == 4
+    with pytest.raises(ValueError, match=r"data= \(wine\) is not the data"):
+        retrain(study, 0, epochs=1, space=tiny_space, data="wine")
 
 
 def test_retrain_refuses_a_malformed_test_split_before_it_trains(tmp_path):

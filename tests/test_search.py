@@ -245,11 +245,13 @@ def test_a_space_whose_helpers_changed_does_not_resume_the_study(tmp_path):
     assert len(optnas.search(module.space, "digits", **kwargs).trials) == 2
     assert Definition.from_study(study)["space"]["name"] == name
 
-    edited = "nn.Sequential(nn.Linear(width, classes))"
-    source.write_text(_SPACE_MODULE.replace("nn.Linear(width, classes)", edited))
-    module = _script(source)
-    with pytest.raises(optnas.StorageError, match="would change space.name"):
-        optnas.search(module.space, "digits", **kwargs)
+    # An edited class (no file Python can find its source in: its methods' count) or an
+    # edited function it calls.
+    for old, new in [("nn.ReLU()", "nn.Tanh()"), ("nn.Linear(width, classes)", "nn.Tanh()")]:
+        source.write_text(_SPACE_MODULE.replace(old, new))
+        module = _script(source)
+        with pytest.raises(optnas.StorageError, match="would change space.name"):
+            optnas.search(module.space, "digits", **kwargs)
 
 
 def test_a_folder_whose_classes_changed_does_not_resume_its_study(tmp_path):
