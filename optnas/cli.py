@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # As `python -m optnas` would: a space in ./myspace.py resolves as "myspace:fn".
         # Last, so that a file here never hides an installed package.
         sys.path.append(os.getcwd())
-    from optnas.errors import SearchError, StorageError, interruption
+    from optnas.errors import SearchError, StorageError, Terminated, interruption
 
     try:
         with _sigterm_interrupts():
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "command resumes the study with them" if searched else ""),
             file=sys.stderr,
         )  # fmt: skip
-        return 128 + (signal.SIGTERM if interruption(stop) == "SIGTERM" else signal.SIGINT)
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
 
 
 def _stdout_closed() -> bool:
@@ -877,7 +877,9 @@ def describe(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
         lines += [f"    {key}: {_fmt(value, key)}" for key, value in sorted(attrs.items())]
     if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
         lines.append(f"  fail_reason: {_fail_reason(trial, study.get_trials(deepcopy=False))}")
-    for run in _retrained(study.user_attrs, trial.number):
+    from optnas.retrain import runs_of
+
+    for run in runs_of(study.user_attrs, trial.number):
         lines.append(
             f"  retrained: test accuracy {run['test_accuracy']:.4f} ({run['epochs']} epochs "
             f"on {run['train_samples']} train+validation samples, seed {run['seed']}, "
@@ -904,10 +906,12 @@ def _hypervolume_line(study: optuna.Study) -> str:
 def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     costs = [c for c in ("params", "flops") if c not in names]
+    from optnas.retrain import runs_of
+
     attrs = study.user_attrs  # one read
-    tests = {t.number: _retrained(attrs, t.number) for t in trials}
-    tested = ["test"] if any(tests.values()) else []  # a retrained trial's test accuracy
-    header = ["trial", *names, *costs, *tested, "architecture"]
+    runs = {t.number: runs_of(attrs, t.number) for t in trials}
+    tested = any(runs.values())  # a column for retrained trials' test accuracy
+    header = ["trial", *names, *costs, *(["test"] if tested else []), "architecture"]
     rows = []
     for t in sorted(
         trials,
@@ -915,22 +919,14 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
     ):
         values = [_fmt(v, n) for v, n in zip(t.values, names, strict=True)]
         extra = [_fmt(t.user_attrs.get(c, ""), c) for c in costs]
-        test = [_fmt(tests[t.number][-1]["test_accuracy"], "") if tests[t.number] else ""]
-        arch = str(t.user_attrs.get("arch", t.params))
-        rows.append([str(t.number), *values, *extra, *test[: len(tested)], arch])
+        if tested:
+            extra.append(_fmt(runs[t.number][-1]["test_accuracy"], "") if runs[t.number] else "")
+        rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
         "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]])
         for r in [header, *rows]
     ]
-
-
-def _retrained(study_attrs: Mapping[str, Any], number: int) -> list[dict[str, Any]]:
-    """The retrainings of trial ``number`` (:func:`optnas.retrain.retrain`), oldest first,
-    from the study's user attrs."""
-    from optnas.retrain import RESULT_ATTR
-
-    return list(study_attrs.get(RESULT_ATTR.format(number), []))
 
 
 def _sort_key(value: float, direction: Any) -> float:

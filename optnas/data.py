@@ -532,14 +532,9 @@ def _dataset(
         (x, torch.from_numpy(y.astype(np.int64))) for x, (_, y) in zip(xs, splits, strict=True)
     ]
     spec = DataSpec(input_shape=tuple(xs[0].shape[1:]), num_classes=len(classes))
-    return Dataset(
-        name, spec, *pairs, augment=augment, mean=_floats(mean * scale), std=_floats(std * scale),
-        classes=tuple(_plain(c) for c in classes),
-    )  # fmt: skip
-
-
-def _floats(stats: torch.Tensor) -> tuple[float, ...]:
-    return tuple(stats.flatten().tolist())
+    # Dataset records the statistics (in the units read) and labels as plain values.
+    return Dataset(name, spec, *pairs, augment=augment, mean=mean * scale, std=std * scale,
+                   classes=tuple(classes))  # fmt: skip
 
 
 def _plain(label: Any) -> Any:

@@ -273,7 +273,6 @@ def _check_same_data(study: optuna.Study, recorded: str, data: Any) -> None:
 
     if str(recorded).startswith("<") and not is_hashed(recorded):
         return
-    given = data_name(data)
     if isinstance(data, Dataset) and not str(recorded).startswith("<"):
         raise ValueError(
             f"Study {study.study_name!r} was searched on {recorded!r}, which retrain and "
@@ -281,6 +280,7 @@ def _check_same_data(study: optuna.Study, recorded: str, data: Any) -> None:
             "may hold other splits (its test samples the search's training ones). Leave "
             "data= out (data_dir= / --data-dir points at where the files are now)."
         )
+    given = data_name(data)
     same = given == recorded
     if isinstance(data, (str, os.PathLike)) and os.path.isdir(data):
         # The same folder by another path, or the folder moved (its shape and classes are
@@ -364,7 +364,7 @@ _SOURCES = {
 def _write_json(path: Path, *, study: optuna.Study, trial: Any, space: Any, spec: Any,
                 inputs: Mapping[str, Any], source: str | None, **_: Any) -> None:  # fmt: skip
     from optnas import spaces
-    from optnas.retrain import RESULT_ATTR
+    from optnas.retrain import runs_of
 
     name = spaces.name_of(space)
     builtin = spaces.SPACES.get(name) is space
@@ -397,7 +397,7 @@ def _write_json(path: Path, *, study: optuna.Study, trial: Any, space: Any, spec
         "costs": {k: attrs[k] for k in ("params", "flops", "macs", "latency") if k in attrs},
         "training": attrs.get("training"),
         "weights": _SOURCES.get(source or "", "not exported"),
-        "retrained": study.user_attrs.get(RESULT_ATTR.format(trial.number), []),
+        "retrained": runs_of(study.user_attrs, trial.number),
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
 

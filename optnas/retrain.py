@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
 
-__all__ = ["RetrainResult", "retrain"]
+__all__ = ["RetrainResult", "retrain", "runs_of"]
 
 RESULT_ATTR = "optnas.retrain.trial{}"
 """Study user attr, per trial number, holding the list of that trial's retrainings."""
+
+
+def runs_of(study_attrs: Mapping[str, Any], number: int) -> list[dict[str, Any]]:
+    """The retrainings of trial ``number`` recorded in a study's user attrs, oldest first
+    (each a :class:`RetrainResult` as a dict).
+
+    Example:
+        >>> runs_of({"optnas.retrain.trial3": [{"test_accuracy": 0.9}]}, 3)
+        [{'test_accuracy': 0.9}]
+        >>> runs_of({}, 3)
+        []
+    """
+    return list(study_attrs.get(RESULT_ATTR.format(number), []))
 
 
 @dataclass(frozen=True)
@@ -160,9 +173,8 @@ def _record(
     model: Any,
     folder: str | os.PathLike[str] | None,
 ) -> None:
-    key = RESULT_ATTR.format(outcome.trial)
-    runs = list(study.user_attrs.get(key, []))
-    study.set_user_attr(key, [*runs, asdict(outcome)])
+    runs = runs_of(study.user_attrs, outcome.trial)
+    study.set_user_attr(RESULT_ATTR.format(outcome.trial), [*runs, asdict(outcome)])
     from optnas import artifacts
 
     try:

@@ -526,27 +526,14 @@ def _optimize_interruptibly(
         while not done.wait(0.1):  # In short waits: a signal's handler runs between them.
             pass
     except KeyboardInterrupt as stop:
+        from optnas.workers import _GRACE_SECONDS, _interrupts_as_a_flag
+
         objective.interrupt(stop)  # Its trials end now, recorded as interrupted.
-        _wait_through_interrupts(done, _GRACE_SECONDS)
+        with _interrupts_as_a_flag():  # Another Ctrl-C must not cut their grace short.
+            done.wait(_GRACE_SECONDS)
         raise
     if failed:
         raise failed[0]
-
-
-_GRACE_SECONDS = 30.0
-"""How long an interrupted pool search waits for its trials to record their ends."""
-
-
-def _wait_through_interrupts(done: threading.Event, seconds: float) -> None:
-    """Wait up to ``seconds`` for ``done``; another Ctrl-C meanwhile does not cut the wait
-    short (the trials would go on in their threads, unrecorded and not queued again)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            if done.wait(left):
-                return
-        except KeyboardInterrupt:
-            continue
 
 
 def _optimize(
