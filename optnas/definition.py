@@ -71,21 +71,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dis
-import hashlib
 import inspect
 import json
 import os
 import re
 import sys
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optnas._identity import fingerprint, qualified, space_name
 from optnas._options import OptionError, is_import_path
 
 if sys.version_info >= (3, 11):
@@ -437,8 +434,9 @@ class Definition:
         for key in ("space.name", "data.name"):
             mine, theirs = recorded.get(key), given.get(key)
             legacy = isinstance(mine, str) and isinstance(theirs, str) and mine != theirs
-            levels = 2 if key == "space.name" else 1  # a space: its helpers' hash, its own
-            if legacy and mine in _older_names(theirs)[:levels]:
+            # A space: the hash of the values it holds, of its helpers, of its own code.
+            levels = 3 if key == "space.name" else 1
+            if legacy and (mine in _older_names(theirs)[:levels] or _loose(mine, theirs)):
                 changes[key] = theirs
         return self.replace(changes) if changes else self
 
@@ -526,7 +524,7 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
         raw["artifacts"] = os.path.abspath(raw["artifacts"])
     if isinstance(raw.get("devices"), (list, tuple)):
         raw["devices"] = [str(d) for d in raw["devices"]]
-    raw["space"] = spaces.options_of(space) or {"name": f"<{_qualified(space)}{_code(space)}>"}
+    raw["space"] = spaces.options_of(space) or {"name": space_name(space)}
     raw["sampler"] = _recorded(a["sampler"])
     raw["pruner"] = _recorded(a["pruner"])
     raw["budgets"] = dict(a["budgets"] or {})
@@ -543,12 +541,7 @@ def from_call(arguments: Mapping[str, Any], space: Callable[..., Any]) -> Defini
 def _recorded(value: Any) -> Any:
     if isinstance(value, (str, Mapping)):
         return value
-    return {"name": f"<{_qualified(value)}>"}
-
-
-def _qualified(obj: Any) -> str:
-    kind = obj if inspect.isfunction(obj) else type(obj)
-    return f"{kind.__module__}.{kind.__qualname__}"
+    return {"name": f"<{qualified(value if inspect.isfunction(value) else type(value))}>"}
 
 
 def data_name(data: Any) -> str:
@@ -566,8 +559,8 @@ def data_name(data: Any) -> str:
     if isinstance(data, (str, os.PathLike)):
         return os.fspath(data)
     if isinstance(data, Dataset):
-        return f"<dataset {data.name} {_fingerprint(data.spec, *data.train, *data.val)}>"
-    return f"<arrays {_fingerprint(*data)}>"
+        return f"<dataset {data.name} {fingerprint(data.spec, *data.train, *data.val)}>"
+    return f"<arrays {fingerprint(*data)}>"
 
 
 _HASHED = re.compile(r" [0-9a-f]{10}>$")  # the hash that ends an object's recorded name
@@ -583,6 +576,22 @@ def _older_names(name: str) -> list[str]:
     return older
 
 
+# Names earlier versions gave every class, bound method or partial passed as a space, and
+# the start of the names they get now.
+_LOOSE_NAMES = {
+    re.compile(r"<builtins\.type>"): "<class ",
+    re.compile(r"<builtins\.method>"): "<bound method ",
+    re.compile(r"<functools\.partial( [0-9a-f]{10}){0,2}>"): "<functools.partial(",
+}
+
+
+def _loose(recorded: str, name: str) -> bool:
+    """Whether ``recorded`` is the name an earlier version gave every space of the kind
+    ``name`` names: such a study resumes once, and is then recorded by ``name``."""
+    loose = _LOOSE_NAMES.items()
+    return any(old.fullmatch(recorded) and name.startswith(new) for old, new in loose)
+
+
 def is_hashed(name: str) -> bool:
     """Whether a recorded name of an object ends with a hash of it (names recorded before
     they carried one do not).
@@ -592,128 +601,6 @@ def is_hashed(name: str) -> bool:
         (True, False)
     """
     return bool(_HASHED.search(name))
-
-
-def _fingerprint(*parts: Any) -> str:
-    """A short hash of arrays' (or tensors') shapes, types and contents, and of other
-    parts' ``repr``.
-
-    Example:
-        >>> import numpy as np
-        >>> _fingerprint(np.zeros(3)) == _fingerprint(np.zeros(3)) != _fingerprint(np.ones(3))
-        True
-    """
-    import numpy as np
-
-    digest = hashlib.blake2b(digest_size=5)
-    for part in parts:
-        if hasattr(part, "shape") or isinstance(part, (list, tuple)):
-            array = np.ascontiguousarray(part.detach().cpu() if hasattr(part, "cpu") else part)
-            digest.update(f"{array.dtype}{array.shape}".encode())
-            # Object arrays (labels of any kind) hold pointers: hash their values' repr.
-            digest.update(repr(array.tolist()).encode() if array.dtype == object else array.data)
-        else:
-            digest.update(repr(part).encode())
-    return digest.hexdigest()
-
-
-def _code(space: Any) -> str:
-    """`` `` and a hash of a space function's source (its class's, for another callable),
-    so that another function of the same name does not resume the study; then, where it
-    uses functions or classes of its own module (a block it builds from, say), `` `` and a
-    hash of theirs, so that an edited block does not either (a study's trials would hold
-    other networks than its dedup and kept weights assume). "" where Python has no source
-    for it. (Studies recorded before the second hash resume: see ``with_hashes_of``.)"""
-    root = _root(space)
-    source = _source(root)
-    if not source:
-        return ""
-    helpers = [text for text in map(_source, _used_helpers(root)) if text]
-    return f" {_fingerprint(source)}" + (f" {_fingerprint(*helpers)}" if helpers else "")
-
-
-def _root(space: Any) -> Any:
-    """The function, without its decorators, or else the class whose code ``space`` runs."""
-    unwrapped = inspect.unwrap(space) if callable(space) else space
-    return unwrapped if inspect.isfunction(unwrapped) else type(space)
-
-
-def _source(obj: Any) -> str:
-    """The source of a function or class; of a class whose file Python cannot find (one
-    defined in a notebook), its methods'; "" where there is none (or it no longer parses)."""
-    try:
-        return inspect.getsource(obj)
-    except Exception:
-        if not inspect.isclass(obj):
-            return ""
-        parts = []
-        for method in _methods(obj):
-            with contextlib.suppress(Exception):
-                parts.append(inspect.getsource(method))
-        return "".join(parts)
-
-
-def _used_helpers(root: Any) -> list[Any]:
-    """The functions and classes of ``root``'s own module that it uses (by their global
-    names, as default values or closed-over values), directly or through one another, in
-    a stable order."""
-    module = root.__module__
-    namespace = (
-        root.__globals__
-        if inspect.isfunction(root)
-        else getattr(sys.modules.get(module), "__dict__", {})
-    )
-    found: dict[str, Any] = {}
-    pending = [root]
-    while pending:
-        obj = pending.pop()
-        for helper in [namespace.get(n) for n in sorted(_global_names(obj))] + _held(obj):
-            if (
-                (inspect.isfunction(helper) or inspect.isclass(helper))
-                and helper is not root
-                and getattr(helper, "__module__", None) == module
-                and helper.__qualname__ not in found
-            ):
-                found[helper.__qualname__] = helper
-                pending.append(helper)
-    return [found[name] for name in sorted(found)]
-
-
-def _methods(cls: type) -> list[Any]:
-    """The functions a class defines: methods, static and class methods, properties."""
-    return [
-        f
-        for v in vars(cls).values()
-        for f in (getattr(v, "__func__", v), getattr(v, "fget", None))
-        if inspect.isfunction(f)
-    ]
-
-
-def _global_names(obj: Any) -> set[str]:
-    """The global names a function's code, or a class's methods and bases, load (not
-    attribute names: ``nn.Linear`` loads ``nn``)."""
-    if inspect.isclass(obj):
-        codes = [f.__code__ for f in _methods(obj)]
-        names = {base.__name__ for base in obj.__bases__}
-    else:
-        codes, names = [obj.__code__], set()
-    while codes:
-        code = codes.pop()
-        loads = ("LOAD_GLOBAL", "LOAD_NAME")
-        names |= {i.argval for i in dis.get_instructions(code) if i.opname in loads}
-        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-    return names
-
-
-def _held(obj: Any) -> list[Any]:
-    """A function's default values and closed-over values (``block=Block``)."""
-    if not inspect.isfunction(obj):
-        return []
-    held = [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
-    for cell in obj.__closure__ or ():
-        with contextlib.suppress(ValueError):  # an empty cell
-            held.append(cell.cell_contents)
-    return held
 
 
 def _resolve(raw: Mapping[str, Any], source: str) -> dict[str, Any]:

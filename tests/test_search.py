@@ -254,6 +254,75 @@ def test_a_space_whose_helpers_changed_does_not_resume_the_study(tmp_path):
             optnas.search(module.space, "digits", **kwargs)
 
 
+_HOLDING_MODULE = """
+from torch import nn
+
+def space(trial, spec, width=4):
+    w = trial.suggest_int("w", width, width + 1)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, w), nn.Linear(w, spec.num_classes))
+
+def factory(width):
+    def made(trial, spec):
+        return space(trial, spec, width)
+    return made
+
+class Searcher:
+    def __init__(self, width):
+        self.width = width
+
+    def space(self, trial, spec):
+        return space(trial, spec, self.width)
+
+    def __call__(self, trial, spec):
+        return space(trial, spec, self.width)
+
+class Net(nn.Sequential):
+    def __init__(self, trial, spec):
+        super().__init__(space(trial, spec))
+
+class Wide(nn.Sequential):
+    def __init__(self, trial, spec):
+        super().__init__(space(trial, spec, 8))
+"""
+
+
+@pytest.mark.parametrize(
+    "kind", ["partial", "closure", "bound method", "callable object", "class"]
+)
+def test_spaces_of_one_name_holding_other_values_do_not_resume_each_other(tmp_path, kind):
+    # Before, every partial (or class, or bound method) was recorded by one name, and the
+    # closures of one factory or objects of one class by their code alone.
+    import functools
+
+    from optnas.definition import DEFINITION_ATTR, Definition
+
+    source = tmp_path / "holding.py"
+    source.write_text(_HOLDING_MODULE)
+    module = _script(source)
+    make = {
+        "partial": lambda width: functools.partial(module.space, width=width),
+        "closure": module.factory,
+        "bound method": lambda width: module.Searcher(width).space,
+        "callable object": module.Searcher,
+        "class": lambda width: module.Net if width == 4 else module.Wide,
+    }[kind]
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": f"sqlite:///{tmp_path}/a.db",
+              "study_name": "s", "dedup": False}  # fmt: skip
+    study = optnas.search(make(4), "digits", **kwargs)
+    with pytest.raises(optnas.StorageError, match="would change space.name"):
+        optnas.search(make(6), "digits", **kwargs)
+    assert len(optnas.search(make(4), "digits", **kwargs).trials) == 2  # another run: resumed
+
+    name = Definition.from_study(study)["space"]["name"]
+    legacy = {"partial": "<functools.partial 0123456789>", "class": "<builtins.type>",
+              "bound method": "<builtins.method>"}  # fmt: skip
+    if kind in legacy:  # As an earlier version recorded it: resumes once, then upgraded.
+        old = Definition.from_study(study).replace({"space.name": legacy[kind]})
+        study.set_user_attr(DEFINITION_ATTR, old.to_json())
+        assert len(optnas.search(make(4), "digits", **kwargs).trials) == 3
+        assert Definition.from_study(study)["space"]["name"] == name
+
+
 def test_a_folder_whose_classes_changed_does_not_resume_its_study(tmp_path):
     from PIL import Image
 
