@@ -117,7 +117,11 @@ def upload(
     *,
     mimetype: str | None = None,
 ) -> str:
-    """Upload ``data`` as the artifact ``filename`` of a running trial or a study; its id."""
+    """Upload ``data`` as the artifact ``filename`` of a running trial or a study; its id.
+    Without ``mimetype``, one guessed from the name, except for ``.pt`` files (torch's, not
+    the SNES page tables the system's table names): ``application/octet-stream``."""
+    if mimetype is None and filename.endswith(".pt"):
+        mimetype = "application/octet-stream"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, filename)
         with open(path, "wb") as f:

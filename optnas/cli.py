@@ -12,7 +12,6 @@ import re
 import shlex
 import signal
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # As `python -m optnas` would: a space in ./myspace.py resolves as "myspace:fn".
         # Last, so that a file here never hides an installed package.
         sys.path.append(os.getcwd())
+    from optnas._signals import interrupts_once
     from optnas.errors import SearchError, StorageError, Terminated, interruption
 
     try:
-        with _sigterm_interrupts():
+        with interrupts_once(sigterm=True):
             status = args.run(args)
             if sys.stdout is not None:  # None where it was closed (`>&-`)
                 sys.stdout.flush()  # Here, not at exit: a reader gone is handled below.
@@ -92,29 +92,6 @@ def _stdout_closed() -> bool:
         return any(events & gone for _, events in poll.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
         return False
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Within: the first SIGTERM (``kill``, a job scheduler's stop) interrupts the command
-    as Ctrl-C would, raising :class:`optnas.errors.Terminated`, so that running trials are
-    recorded as failed rather than left RUNNING; a second one, while those ends are
-    written, is ignored (a scheduler that signals every process of a job and a parent
-    passing its signal on to its workers send two)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    from optnas.errors import Terminated
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -494,7 +471,8 @@ def _add_trial_argument(parser: argparse.ArgumentParser) -> None:
         "--trial",
         type=_trial_number,
         required=True,
-        help="trial number, or 'best': the most accurate Pareto-optimal trial",
+        help="trial number, or 'best': the most accurate Pareto-optimal trial (without "
+        "accuracy, the best of them in the first objective)",
     )
 
 
@@ -569,7 +547,8 @@ def _load(args: argparse.Namespace) -> optuna.Study:
 
 
 def _resolve_trial(study: optuna.Study, trial: int | str) -> int:
-    """A trial number; ``"best"``: the most accurate of the best (Pareto-optimal) trials."""
+    """A trial number; ``"best"``: the most accurate of the best (Pareto-optimal) trials
+    (in a study without accuracy, the best of them in its first objective)."""
     if trial != "best":
         return int(trial)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -579,7 +558,8 @@ def _resolve_trial(study: optuna.Study, trial: int | str) -> int:
     if len(study.directions) == 1:
         return study.best_trial.number
     index = names.index("accuracy") if "accuracy" in names else 0
-    return max(study.best_trials, key=lambda t: t.values[index]).number
+    sign = 1 if study.directions[index].name == "MAXIMIZE" else -1
+    return max(study.best_trials, key=lambda t: sign * t.values[index]).number
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -442,8 +442,9 @@ def _write_torchscript(path: Path, *, model: Any, spec: Any, inputs: Mapping[str
 def _inputs(study: optuna.Study) -> dict[str, Any]:
     """The standardization and class labels the search recorded (none before they were)."""
     from optnas.search import INPUTS_ATTR
+    from optnas.storage import long_user_attr
 
-    return dict(study.user_attrs.get(INPUTS_ATTR) or {})
+    return dict(long_user_attr(study.user_attrs, INPUTS_ATTR) or {})
 
 
 def _taking_inputs_as_read(

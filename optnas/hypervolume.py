@@ -11,8 +11,10 @@ taken, so that studies and objectives of different scales compare:
 
 The reference point is ``(1, ..., 1)``: the hypervolume is the share of the unit box that the
 feasible Pareto front dominates, between 0 and 1. Bounds default to the smallest and largest
-value each cost took in the study (failed and pruned trials included, since costs are
-measured before training); pass the same ``bounds`` to compare studies.
+value each cost took in the study's feasible trials (failed and pruned trials included,
+since costs are measured before training; trials over a budget left out, so that an
+untrained candidate far over it does not stretch the scale); pass the same ``bounds`` to
+compare studies.
 """
 
 from __future__ import annotations
@@ -96,13 +98,29 @@ def history(study: optuna.Study, *, bounds: Bounds | None = None) -> list[Hyperv
 
 
 def bounds_of(study: optuna.Study) -> dict[str, tuple[float, float]]:
-    """The smallest and largest value each objective other than accuracy took in ``study``.
+    """The smallest and largest value each objective other than accuracy took in
+    ``study``'s trials within its budgets (of every state: costs are measured before
+    training).
 
     Costs are read from trials' user attrs (set before training, so every measured trial
-    counts), other objectives from completed trials' values.
+    counts), other objectives from completed trials' values. Trials over a budget (a
+    positive constraint) are left out: a candidate far over it, never trained, would
+    stretch the scale and change the hypervolume of a front it is no part of.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(directions=["maximize", "minimize"])
+        >>> study.set_metric_names(["accuracy", "params"])
+        >>> study.add_trial(optuna.trial.create_trial(values=[0.9, 1000]))
+        >>> study.add_trial(optuna.trial.create_trial(values=[0.5, 10]))
+        >>> study.add_trial(optuna.trial.create_trial(
+        ...     state=optuna.trial.TrialState.PRUNED, user_attrs={"params": 9e9},
+        ...     system_attrs={"constraints:params": 1.0}))
+        >>> bounds_of(study)
+        {'params': (10.0, 1000.0)}
     """
     names = _names(study)
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if _within_budgets(t)]
     bounds = {}
     for i, name in enumerate(names):
         if name == "accuracy":
@@ -149,7 +167,11 @@ def _names(study: optuna.Study) -> list[str]:
 
 def _feasible(study: optuna.Study) -> list[FrozenTrial]:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [t for t in complete if all(v <= 0 for v in t.constraints.values())]
+    return [t for t in complete if _within_budgets(t)]
+
+
+def _within_budgets(trial: FrozenTrial) -> bool:
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def volume(loss_values: np.ndarray) -> float:

@@ -128,7 +128,7 @@ class Objective:
             if self.interrupted is not None:  # Its pool process was stopped for it.
                 self._record_interruption(trial, self.interrupted)
                 raise type(self.interrupted) from error
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            trial.set_user_attr("fail_reason", _reason(error))
             trial.set_user_attr("fail_traceback", _traceback_text(error))
             _untrained_unless_trained(trial)
             if self.unusable is not None:
@@ -271,6 +271,7 @@ class Objective:
                 or attrs.get("arch_key") != key
                 or recipe_of(other) != self.training  # recorded as its training starts
                 or "duplicate_of" in attrs
+                or not self._same_counts(trial, other)
             ):
                 continue
             if other.state != state.RUNNING and attrs.get("val_curve"):  # trained
@@ -279,6 +280,17 @@ class Objective:
             if other.state == state.RUNNING and started and started >= self.started:
                 in_training = in_training or (other if _alive(other) else None)
         return None, in_training
+
+    def _same_counts(self, trial: optuna.Trial, other: optuna.trial.FrozenTrial) -> bool:
+        """Whether ``other`` has ``trial``'s counted costs among the objectives (params,
+        flops, macs): networks of one architecture key may differ in parameters (nb201's
+        dead edges hold weights), and then the cheaper one is another point of the Pareto
+        front, trained in its own right. (Latency is measured, never equal: not compared.)"""
+        return all(
+            other.user_attrs.get(name) == trial.user_attrs.get(name)
+            for name in self.objectives
+            if name in _COUNTED
+        )
 
     def _trial_seed(self, number: int) -> int:
         if self.seed is None:
@@ -398,6 +410,20 @@ def _traceback_text(error: BaseException) -> str:
 
 
 _TRACEBACK_CHARS = 8000
+_COUNTED = ("params", "flops", "macs")  # costs counted exactly, the same run to run
+
+
+def _reason(error: BaseException) -> str:
+    """``"Type: message"``, its first :data:`_REASON_CHARS` characters (a message may hold
+    a tensor's repr; MySQL keeps 64 KB of a user attr)."""
+    text = f"{type(error).__name__}: {error}"
+    if len(text) <= _REASON_CHARS:
+        return text
+    cut = len(text) - _REASON_CHARS
+    return f"{text[:_REASON_CHARS]}… ({cut:,} characters cut; the traceback ends with the rest)"
+
+
+_REASON_CHARS = 2000
 
 
 def costs_before_training(

@@ -84,12 +84,13 @@ def report(study: optuna.Study, path: str | os.PathLike[str]) -> Path:
 def _pareto_figure(study: optuna.Study) -> go.Figure:
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy vs parameters",
-                                                        "accuracy vs FLOPs"))  # fmt: skip
+    costs = _cost_axes(study)
+    titles = [f"accuracy vs {_AXIS_TITLES.get(c, c)}" for c in costs]
+    fig = make_subplots(rows=1, cols=len(costs), subplot_titles=titles)
     front = {t.number for t in _best(study)}
     groups = _groups(study, front)
     bottom = min((y for g in groups.values() for _, y in g if y is not None), default=0.0)
-    for col, cost in enumerate(("params", "flops"), start=1):
+    for col, cost in enumerate(costs, start=1):
         for name, members in groups.items():
             trials = [t for t, _ in members if cost in t.user_attrs]
             ys = [bottom - 0.02 if y is None else y for t, y in members if cost in t.user_attrs]
@@ -110,10 +111,21 @@ def _pareto_figure(study: optuna.Study) -> go.Figure:
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(type="log", title_text=cost, row=1, col=col)
+        fig.update_xaxes(type="log", title_text=_AXIS_TITLES.get(cost, cost), row=1, col=col)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
     fig.update_layout(height=450, margin={"t": 40})
     return fig
+
+
+_AXIS_TITLES = {"params": "parameters", "flops": "FLOPs", "macs": "MACs",
+                "latency": "latency (ms)"}  # fmt: skip
+
+
+def _cost_axes(study: optuna.Study) -> list[str]:
+    """The costs the Pareto front is drawn against: the study's cost objectives (the front
+    is optimal in those), or parameters and FLOPs where accuracy is its only one."""
+    costs = [n for n in study.metric_names or [] if n in _AXIS_TITLES]
+    return costs or ["params", "flops"]
 
 
 def _groups(

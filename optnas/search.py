@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import threading
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import optuna
 
 from optnas._options import call_with_options, import_object, is_import_path, split_named
+from optnas._signals import GRACE_SECONDS, interrupts_as_a_flag, interrupts_once
 from optnas.cost import METRICS
 from optnas.errors import SearchError, StorageError
 from optnas.samplers import SamplerName
@@ -24,7 +26,9 @@ from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_stu
     _open_storage,
     _shared_url,
     default_storage,
+    long_user_attr,
     open_study,
+    set_long_user_attr,
 )
 
 if TYPE_CHECKING:
@@ -260,13 +264,14 @@ def search(
         )
     space_fn = spaces.get(space, dataset.spec)
     parallel = len(device_list) * slots > 1
+    concurrent = parallel or _ONE_OF_WORKERS.get()  # trials sampled while others run
 
     def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
         return create_sampler(
             _screened(sampler, len(objectives)),
             directions=directions,
             seed=seed,
-            parallel=parallel,
+            parallel=concurrent,
             # With several objectives, the key would hide cheaper twins of trained networks
             # (equal keys can differ in parameters: nb201's dead edges still hold weights).
             key=_safe_key(space_fn) if len(objectives) == 1 else None,
@@ -342,16 +347,17 @@ def search(
         keep_weights=keep_weights,
     )
     guard = _FailureGuard(max_initial_failures)
-    try:
-        unit = progress_unit(objectives)
-        with _TrainingCounter(n_trials, show_progress_bar, unit) as counter:
-            _optimize_interruptibly(study, objective, counter, guard, timeout=timeout)
-    except KeyboardInterrupt as stop:
-        objective.interrupt(stop)  # No more waiting on a pool process's epoch.
-        _queue_again(study, objective.interrupted_trials, stop)
-        raise
-    finally:
-        runner.close()
+    with interrupts_once():  # A second Ctrl-C while ends are recorded: said, ignored.
+        try:
+            unit = progress_unit(objectives)
+            with _TrainingCounter(n_trials, show_progress_bar, unit) as counter:
+                _optimize_interruptibly(study, objective, counter, guard, timeout=timeout)
+        except KeyboardInterrupt as stop:
+            objective.interrupt(stop)  # No more waiting on a pool process's epoch.
+            _queue_again(study, objective.interrupted_trials, stop)
+            raise
+        finally:
+            runner.close()
     _raise_if_unusable(objective)  # The more specific cause first.
     guard.raise_if_all_failed()
     return study
@@ -403,6 +409,10 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
     study.set_user_attr(DEFINITION_ATTR, definition.to_json())
 
 
+_ONE_OF_WORKERS = contextvars.ContextVar("optnas_one_of_workers", default=False)
+"""True within :func:`optnas.workers.work`: this search is one of several processes
+sharing its study, whose trials run at the same time (TPE's constant liar)."""
+
 SPEC_ATTR = "optnas.spec"
 """Study user attr: the data's input shape and classes, so that a trial's network can be
 rebuilt without loading the data (see :mod:`optnas.export`)."""
@@ -432,8 +442,8 @@ def _record_spec(study: optuna.Study, dataset: Dataset, *, replace: bool) -> Non
         "std": None if dataset.std is None else list(dataset.std),
         "classes": None if dataset.classes is None else list(dataset.classes),
     }
-    if study.user_attrs.get(INPUTS_ATTR) != inputs:
-        study.set_user_attr(INPUTS_ATTR, inputs)
+    if long_user_attr(study.user_attrs, INPUTS_ATTR) != inputs:
+        set_long_user_attr(study, INPUTS_ATTR, inputs)  # thousands of features: long
 
 
 def _artifact_store(study: optuna.Study, artifacts: Any, storage: Any, *, forked: bool) -> Any:
@@ -526,11 +536,9 @@ def _optimize_interruptibly(
         while not done.wait(0.1):  # In short waits: a signal's handler runs between them.
             pass
     except KeyboardInterrupt as stop:
-        from optnas.workers import _GRACE_SECONDS, _interrupts_as_a_flag
-
         objective.interrupt(stop)  # Its trials end now, recorded as interrupted.
-        with _interrupts_as_a_flag():  # Another Ctrl-C must not cut their grace short.
-            done.wait(_GRACE_SECONDS)
+        with interrupts_as_a_flag():  # Another Ctrl-C must not cut their grace short.
+            done.wait(GRACE_SECONDS)
         raise
     if failed:
         raise failed[0]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import re
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,46 @@ def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> Non
     with warnings.catch_warnings():  # Experimental in Optuna 5.0.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
+
+
+_PART_CHARS = 20_000  # MySQL keeps at most 65,535 bytes of a user attr's JSON
+_PARTS = "optnas.parts"
+
+
+def set_long_user_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Set the study user attr ``key`` to ``value`` (JSON), in parts where its JSON is
+    long, so that every storage keeps it: MySQL keeps at most 64 KB of one user attr (the
+    standardization of data with thousands of features is longer). Read it back with
+    :func:`long_user_attr`.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> set_long_user_attr(study, "mean", [0.5] * 10_000)
+        >>> long_user_attr(study.user_attrs, "mean") == [0.5] * 10_000, len(study.user_attrs)
+        (True, 4)
+    """
+    text = json.dumps(value)
+    if len(text) <= _PART_CHARS:
+        study.set_user_attr(key, value)
+        return
+    parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)]
+    for i, part in enumerate(parts):
+        study.set_user_attr(f"{key}.part{i}", part)
+    study.set_user_attr(key, {_PARTS: len(parts)})  # Last: a reader sees every part.
+
+
+def long_user_attr(attrs: Mapping[str, Any], key: str) -> Any:
+    """The value :func:`set_long_user_attr` set as ``key`` among a study's user
+    ``attrs`` (None where there is none).
+
+    Example:
+        >>> long_user_attr({"k": [1, 2]}, "k"), long_user_attr({}, "k")
+        ([1, 2], None)
+    """
+    value = attrs.get(key)
+    if isinstance(value, dict) and set(value) == {_PARTS}:
+        return json.loads("".join(attrs[f"{key}.part{i}"] for i in range(value[_PARTS])))
+    return value
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

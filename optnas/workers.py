@@ -19,18 +19,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from optnas.errors import ParentGone, SearchError, Terminated
+from optnas._signals import (
+    GRACE_SECONDS,
+    answer_ctrl_c,
+    interrupt_as_orphan,
+    interrupts_as_a_flag,
+    interrupts_once,
+)
+from optnas.errors import SearchError, Terminated
 from optnas.storage import open_study, retry
 
 __all__ = ["run_workers", "work"]
-
-_GRACE_SECONDS = 30.0  # How long interrupted workers get to record their trials' ends.
 
 
 def work(
@@ -74,7 +79,13 @@ def work(
     changes |= {"devices": devices, "trials_per_device": trials_per_device}
     changes |= {"n_trials": n_trials, "timeout": timeout}
     changes = {k: v for k, v in changes.items() if v is not None}
-    return definition.replace(changes).search(show_progress_bar=show_progress_bar)
+    from optnas.search import _ONE_OF_WORKERS
+
+    shared = _ONE_OF_WORKERS.set(True)
+    try:
+        return definition.replace(changes).search(show_progress_bar=show_progress_bar)
+    finally:
+        _ONE_OF_WORKERS.reset(shared)
 
 
 def run_workers(
@@ -97,7 +108,7 @@ def run_workers(
     alike. A worker killed by a signal (the kernel's out-of-memory killer, say) does not
     stop the others: its running trials are failed, saying so, and queued again, and a new
     worker takes over the trainings left of its share (up to ``_MAX_RESTARTS`` times). On
-    Ctrl-C or SIGTERM every worker is interrupted and given ``_GRACE_SECONDS`` to record its
+    Ctrl-C or SIGTERM every worker is interrupted and given ``GRACE_SECONDS`` to record its
     trials' ends; a worker whose parent died (SIGKILL) interrupts itself.
 
     Raises:
@@ -117,18 +128,19 @@ def run_workers(
         process = _start(storage, study_name, share, left, trials_per_device, cores)
         return _Worker(process, share, cores, started)
 
-    running = [start(share, _cores(i, len(shares))) for i, share in enumerate(shares)]
-    supervisor = _Supervisor([w for w in running if w], start, open_study(study_name, storage))
-    try:
-        with _interrupts_as_a_flag() as interrupted:
-            supervisor.wait(n_trials, show_progress_bar, interrupted)
-        if interrupted:
-            raise Terminated if interrupted[0] == signal.SIGTERM else KeyboardInterrupt
-    except KeyboardInterrupt as stop:
-        how = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
-        with _interrupts_as_a_flag():  # A second signal must not cut their grace short.
-            _interrupt([w.process for w in supervisor.workers], how)
-        raise
+    with interrupts_once():  # A second signal while ends are recorded: said, ignored.
+        running = [start(share, _cores(i, len(shares))) for i, share in enumerate(shares)]
+        supervisor = _Supervisor([w for w in running if w], start, open_study(study_name, storage))
+        try:
+            with interrupts_as_a_flag() as interrupted:
+                supervisor.wait(n_trials, show_progress_bar, interrupted)
+            if interrupted:
+                raise Terminated if interrupted[0] == signal.SIGTERM else KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            how = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+            with interrupts_as_a_flag():  # A second signal must not cut their grace short.
+                _interrupt([w.process for w in supervisor.workers], how)
+            raise
     codes = [w.process.returncode for w in supervisor.workers if not w.replaced]
     if codes and all(code != 0 for code in codes):
         raise SearchError(
@@ -292,18 +304,12 @@ def stop_with_the_parent() -> None:
         return
     # The parent stops a worker with SIGINT, which a shell's background job starts out
     # ignoring (and passes on ignored): this process answers it all the same.
-    orphaned = threading.Event()
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise ParentGone if orphaned.is_set() else KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
+    answer_ctrl_c()
 
     def watch() -> None:
         while os.getppid() == int(parent):
             time.sleep(1.0)
-        orphaned.set()
-        os.kill(os.getpid(), signal.SIGINT)
+        interrupt_as_orphan()
 
     threading.Thread(target=watch, name="optnas-parent-watch", daemon=True).start()
 
@@ -344,33 +350,13 @@ def pin_to_given_cores() -> None:
             os.sched_setaffinity(thread, cores)
 
 
-@contextlib.contextmanager
-def _interrupts_as_a_flag() -> Iterator[list[int]]:
-    """Within: SIGINT and SIGTERM append to the list it yields instead of raising
-    KeyboardInterrupt (or ending the process) wherever the main thread happens to be: a
-    KeyboardInterrupt raised inside a finalizer (of a storage connection, say) is printed
-    and dropped, and the workers would never be told (a parent that exited 0 on Ctrl-C
-    while its workers ran on was seen; one ended by SIGTERM left them training)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    kinds = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(k, lambda signum, frame: received.append(signum)) for k in kinds]
-    try:
-        yield received
-    finally:
-        for kind, handler in zip(kinds, previous, strict=True):
-            signal.signal(kind, handler)
-
-
 def _interrupt(processes: list[subprocess.Popen[bytes]], how: signal.Signals) -> None:
     """Pass ``how`` (SIGINT or SIGTERM) on to the workers, and wait for them to record
     their trials' ends."""
     for p in processes:
         if p.poll() is None:
             p.send_signal(how)
-    deadline = time.monotonic() + _GRACE_SECONDS
+    deadline = time.monotonic() + GRACE_SECONDS
     for p in processes:
         try:
             p.wait(timeout=max(0.0, deadline - time.monotonic()))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -34,6 +35,21 @@ def cores_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(spec.input_shape), spec.num_classes))
 
 
+def ctrl_c_twice_space(trial: optuna.trial.BaseTrial, spec) -> nn.Module:
+    """A space whose first trial is interrupted by Ctrl-C pressed twice: the second press
+    comes while the first one's interruption is being handled."""
+    model = tiny_space(trial, spec)  # its candidate chosen: one to queue again
+    if trial.number == 0:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # The second one's handler runs here.
+            raise
+    return model
+
+
 class Explodes(nn.Module):
     """A network whose outputs are infinite, so its training loss is NaN."""
 
@@ -50,6 +66,35 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty working directory, so default storages land in tmp_path/studies."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+MYSQL = os.environ.get("OPTNAS_TEST_MYSQL_URL")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "mysql",
+            marks=pytest.mark.skipif(
+                not MYSQL,
+                reason="set OPTNAS_TEST_MYSQL_URL "
+                "(e.g. mysql+pymysql://root@127.0.0.1:3306/test) to run it",
+            ),
+        ),
+    ]
+)
+def sql_storage(request, tmp_path):
+    """A database URL: an SQLite file, then the MySQL (or MariaDB) database that
+    OPTNAS_TEST_MYSQL_URL names, where it names one; the studies a test makes there are
+    deleted after it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/s.db"
+        return
+    before = set(optuna.get_all_study_names(MYSQL))
+    yield MYSQL
+    for name in set(optuna.get_all_study_names(MYSQL)) - before:
+        optuna.delete_study(study_name=name, storage=MYSQL)
 
 
 @pytest.fixture(autouse=True)

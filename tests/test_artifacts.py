@@ -30,6 +30,8 @@ def test_default_store_lies_beside_the_sqlite_file_and_holds_every_diagram(in_tm
         image = artifacts.read(store, meta).decode()
         assert image.startswith("<svg") and "Conv2d" in image
         assert trial.user_attrs["epochs_trained"] == 2
+        weights = artifacts.find(study, trial, artifacts.WEIGHTS)  # kept for the best 5
+        assert weights.mimetype == "application/octet-stream"  # not a guess from ".pt"
 
 
 def test_weights_are_kept_for_the_k_best_when_each_trial_ends(tmp_path):

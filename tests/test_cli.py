@@ -259,6 +259,19 @@ def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
     assert "Trial 1 of study 'f': complete\n  accuracy: 0." in capfd.readouterr().out
 
 
+def test_the_best_trial_of_a_study_without_accuracy_is_best_in_its_first_objective(
+    tmp_path, capsys
+):
+    # A survey of costs (params, latency): "best" was the largest network.
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(storage=url, study_name="s", directions=["minimize"] * 2)
+    study.set_metric_names(["params", "latency"])
+    for values in ([16_210, 0.1], [9_394, 0.3], [12_000, 0.2]):
+        study.add_trial(optuna.trial.create_trial(values=values))
+    assert main(["show", "--storage", url, "--trial", "best"]) == 0
+    assert capsys.readouterr().out.startswith("Trial 1 of study 's': complete\n")
+
+
 def test_show_counts_trials_still_running_or_waiting(tmp_path, capsys):
     url = enqueued_study(tmp_path, "r", [{"x": 1}, {"x": 2}])
     optuna.load_study(study_name="r", storage=url).ask()  # as a killed search leaves one

@@ -132,3 +132,21 @@ def test_failed_and_duplicate_trials_say_why_they_do_not_export(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"duplicate of trial 0, .*use trial 0"):
         load_model(study, 1, space=_fails_for_width_4)
     assert load_model(study, 0, space=_fails_for_width_4) is not None
+
+
+def test_wide_data_s_standardization_is_kept_on_every_storage(tmp_path, sql_storage):
+    # 3,000 features: their means and deviations as JSON exceed the 64 KB MySQL keeps of
+    # one user attr, which failed the search before it trained anything.
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(240, 3000)) * 3.3 + 1.7).astype(np.float32)
+    y = np.arange(240) % 3
+    kwargs = {"n_trials": 1, "epochs": 1, "storage": sql_storage, "study_name": "wide",
+              "artifacts": str(tmp_path / "a")}  # fmt: skip
+    study = optnas.search("mlp", (x, y), "accuracy", **kwargs)
+    record = json.loads(export(study, 0, tmp_path, formats=["json"])["json"].read_text())
+    mean, std = np.array(record["inputs"]["mean"]), np.array(record["inputs"]["std"])
+    assert mean.shape == std.shape == (3000,)
+    assert abs(mean.mean() - 1.7) < 0.1 and abs(std.mean() - 3.3) < 0.2
+    assert record["classes"] == [0, 1, 2]
+    # A rerun on the same data resumes, reading the standardization back from its parts.
+    assert len(optnas.search("mlp", (x, y), "accuracy", **kwargs).trials) == 2

@@ -58,6 +58,21 @@ def test_default_bounds_come_from_every_measured_trial():
     assert hypervolume(study) == pytest.approx(0.9)  # the cheapest: no cost loss
 
 
+def test_a_candidate_over_budget_does_not_stretch_the_scale():
+    # Recorded as optnas records one: its costs measured, pruned untrained.
+    study = _study(["accuracy", "params"], ["maximize", "minimize"], [[0.9, 1000], [0.5, 10]])
+    before = hypervolume(study)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            user_attrs={"params": 2_000_000},
+            system_attrs={"constraints:params": 2_000_000 - 30_000},
+        )
+    )
+    assert bounds_of(study) == {"params": (10.0, 1000.0)}
+    assert hypervolume(study) == before
+
+
 def test_history_grows_with_the_front():
     rows = [[0.5, 100], [0.4, 1000], [0.9, 100], [0.95, 10]]
     study = _study(["accuracy", "params"], ["maximize", "minimize"], rows)

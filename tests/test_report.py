@@ -53,6 +53,20 @@ def test_report_shows_pruned_and_over_budget_trials_apart(tmp_path):
     assert "<td>w8</td>" in table and "<td>w16</td>" in table and "<td>w32</td>" not in table
 
 
+def test_the_pareto_front_is_drawn_against_the_study_s_own_costs(tmp_path):
+    # Optimal in accuracy against latency, the front was drawn against params and FLOPs,
+    # where it can look dominated.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "latency"])
+    for acc, ms in ((0.9, 2.0), (0.8, 0.5)):
+        attrs = {"arch": "a", "params": 10, "flops": 20, "latency": ms, "val_curve": [acc]}
+        study.add_trial(create_trial(values=[acc, ms], user_attrs=attrs))
+    page = report(study, tmp_path / "r.html").read_text()
+    figure = page[page.index('<section id="pareto-front">') : page.index('id="hypervolume"')]
+    assert "accuracy vs latency (ms)" in figure
+    assert "accuracy vs parameters" not in figure and "accuracy vs FLOPs" not in figure
+
+
 def test_report_command_on_a_searched_study(finished_study, tmp_path, capsys):
     study, storage, _ = finished_study
     out = tmp_path / "report.html"

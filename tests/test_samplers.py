@@ -109,6 +109,28 @@ def test_architectures_with_the_same_key_are_proposed_once():
     assert not startup & set(modelled)
 
 
+@pytest.mark.parametrize("n_exact", [None, 5])
+def test_trials_sampled_at_once_propose_different_architectures(n_exact):
+    # Workers asking together see one history: each used to propose its best candidate,
+    # the same network, and all but one were pruned as its duplicates.
+    costs = (lambda p: {"params": params(p)}) if n_exact else None
+    sampler = CostAwareSampler(costs=costs, n_exact=n_exact, n_startup_trials=5, seed=0)
+    study = _study(sampler)
+    for _ in range(8):
+        trial = study.ask()
+        p = _suggest(trial)
+        study.tell(trial, [accuracy(p), params(p)])
+    together = [study.ask() for _ in range(3)]
+    for trial in together:  # Each chooses before any records its choice (Optuna samples
+        assert trial.relative_params  # on the first suggest, or here).
+    proposed = [tuple(_suggest(t).values()) for t in together]
+    assert len(set(proposed)) == 3
+    # Once the others recorded theirs, a trial takes the best one left, as when alone.
+    alone = study.ask()
+    held = {tuple(t.params.values()) for t in study.trials if t.params}
+    assert tuple(_suggest(alone).values()) not in held
+
+
 def test_small_integer_choices_are_modelled():
     sampler = CostAwareSampler(n_startup_trials=4, seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import Explodes, tiny_space
+from conftest import Explodes, enqueued_study, tiny_space
 from torch import nn
 
 import optnas
@@ -95,6 +95,31 @@ def test_duplicate_architectures_are_not_retrained_nor_counted():
         tiny_space, "digits", n_trials=3, epochs=1, storage=MEMORY, seed=0, dedup=False
     )
     assert not any("duplicate_of" in t.user_attrs for t in again.trials)
+
+
+@pytest.mark.parametrize(("cost", "trained"), [("params", True), ("flops", False)])
+def test_a_cheaper_twin_of_a_trained_network_is_trained_not_pruned(tmp_path, cost, trained):
+    # Both cells compute x (their only live edge is the skip to the output); the first
+    # also holds a dead 3x3 convolution's weights, which count as parameters, not FLOPs.
+    # Pruned as a duplicate, the cheaper twin's point (the same accuracy with fewer
+    # parameters) was missing from the Pareto front.
+    from optnas.spaces import NB201
+
+    cells = ["|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+             "|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"]  # fmt: skip
+    directions = ("maximize", "minimize")
+    url = enqueued_study(tmp_path, "t", [NB201.parse(c) for c in cells], directions)
+    study = optnas.search({"name": "nb201", "channels": 4, "cells": 1}, "digits",
+                          ("accuracy", cost), n_trials=2, epochs=1, storage=url,
+                          study_name="t")  # fmt: skip
+    first, twin = study.trials[:2]  # (a pruned duplicate is not a training: a third follows)
+    assert first.user_attrs["arch_key"] == twin.user_attrs["arch_key"]
+    assert (first.user_attrs[cost] != twin.user_attrs[cost]) == trained
+    assert first.state == STATE.COMPLETE
+    if trained:
+        assert twin.state == STATE.COMPLETE and "duplicate_of" not in twin.user_attrs
+    else:
+        assert twin.state == STATE.PRUNED and twin.user_attrs["duplicate_of"] == 0
 
 
 def test_a_duplicate_of_a_pruned_trial_is_pruned_untrained():
@@ -433,6 +458,23 @@ def test_a_failing_trial_fails_alone_with_its_reason(space, reason):
     assert states == [STATE.FAIL, STATE.COMPLETE, STATE.FAIL, STATE.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"].startswith(reason)
     assert study.trials[0].user_attrs["epochs_trained"] == 0  # failed before training
+
+
+def test_a_trial_failing_with_a_huge_message_fails_alone_on_every_storage(sql_storage):
+    # An error whose message holds, say, a tensor's repr: MySQL keeps 64 KB of a user attr,
+    # and recording the reason failed in turn.
+    def space(trial, spec):
+        if trial.number == 0:
+            raise ValueError("bad shapes: " + "0.1234, " * 20_000)
+        return tiny_space(trial, spec)
+
+    study = optnas.search(space, "digits", n_trials=2, epochs=1, storage=sql_storage,
+                          study_name="huge", dedup=False)  # fmt: skip
+    failed, done = study.trials
+    assert (failed.state, done.state) == (STATE.FAIL, STATE.COMPLETE)
+    reason = failed.user_attrs["fail_reason"]
+    assert reason.startswith("ValueError: bad shapes: 0.1234, ") and len(reason) < 2100
+    assert reason.endswith("(158,024 characters cut; the traceback ends with the rest)")
 
 
 def test_diverging_child_fails_with_the_reason():

@@ -92,6 +92,12 @@ def test_a_worker_joins_by_storage_and_name_alone(in_tmp, capsys):
     optnas.search("mlp", "wine", n_trials=1, storage=url, study_name="w", **FAST)
     study = work(url, "w", n_trials=2)
     assert len(study.trials) == 3
+    # Others may sample at the same time: TPE treats running trials as bad, as the README
+    # says (a lone search with one slot does not).
+    lone = optnas.search("mlp", "wine", n_trials=1, storage=url, study_name="t",
+                         **(FAST | {"sampler": "tpe"}))  # fmt: skip
+    assert not lone.sampler._constant_liar
+    assert work(url, "t", n_trials=1).sampler._constant_liar
     assert Definition.from_study(study)["n_trials"] == 1  # run keys are not rewritten
     argv = [sys.executable, "-m", "optnas", "worker", "--storage", url, "--study", "w",
             "--n-trials", "1", "--quiet"]  # fmt: skip
@@ -197,6 +203,27 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_same_command_resumes(in_tmp, ki
     assert subprocess.run(argv, env=env, capture_output=True, timeout=120).returncode == 0
     resumed = optuna.load_study(study_name="c", storage=url).trials
     assert len(resumed) == len(trials) and resumed[queued.number].state == State.COMPLETE
+
+
+def test_a_second_ctrl_c_while_the_first_is_recorded_is_said_and_ignored(in_tmp, capsys):
+    # Pressed twice, Ctrl-C used to raise again in the middle of recording the first one's
+    # interruption, which could leave the trial RUNNING and unqueued.
+    from optnas.cli import main
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+    try:
+        status = main(["search", "--space", "conftest:ctrl_c_twice_space", "--data", "digits",
+                       "--objectives", "accuracy", "--epochs", "1", "--n-trials", "2",
+                       "--storage", f"sqlite:///{in_tmp}/t.db", "--study-name", "t"])  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, before)
+    err = capsys.readouterr().err
+    assert status == 130, err
+    assert "optnas: still recording the interrupted trials' ends" in err
+    assert "optnas search: interrupted (Ctrl-C)" in err.strip().splitlines()[-1]
+    trials = optuna.load_study(study_name="t", storage=f"sqlite:///{in_tmp}/t.db").trials
+    assert [t.state for t in trials] == [State.FAIL, State.WAITING]
+    assert trials[0].user_attrs["fail_reason"].startswith("interrupted (Ctrl-C)")
 
 
 def _pool_search(url: str, name: str, *, epochs: int, n_trials: int) -> subprocess.Popen:

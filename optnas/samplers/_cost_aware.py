@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -197,15 +198,18 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
                 adaptive=not cost_index,
             )  # fmt: skip
         gain = _expected_improvement(bar, mean, std, 0.0 if cost_index else self.margin)
+        # Trials being sampled now elsewhere (other workers, pool slots) saw this history
+        # too and chose its best candidates: take the next one, not the same.
+        rank = _in_flight(study, trial, search_space)
         if screen and cost_index:
             # Costs predicted from the records chose the most promising; their exact costs
             # (a build and a count each) decide among those.
-            top = np.argsort(-gain)[: self.n_exact]
+            top = np.argsort(-gain)[: self.n_exact + rank]
             exact = self._candidate_costs(study, arch, cost_index, candidates[top], exact=True,
                                           predicted=costs[top])  # fmt: skip
             top_gain = _expected_improvement(_bar(exact, trained_costs, loss), mean[top], std[top])
-            return arch.decode(candidates[top[int(np.argmax(top_gain))]])
-        return arch.decode(candidates[int(np.argmax(gain))])
+            return arch.decode(candidates[top[_ranked(top_gain, rank)]])
+        return arch.decode(candidates[_ranked(gain, rank)])
 
     def sample_independent(
         self,
@@ -475,6 +479,33 @@ def _recorded_costs(
     pairs = zip(observed, predicted[: len(observed)], strict=True)
     known = np.array([held.get(row.tobytes(), guess) for row, guess in pairs])
     return known.reshape(len(observed), len(names)), predicted[len(observed) :]
+
+
+_IN_FLIGHT_SECONDS = 60.0  # a trial RUNNING longer without its choices is not sampling
+
+
+def _in_flight(
+    study: optuna.Study, trial: FrozenTrial, space: Mapping[str, BaseDistribution]
+) -> int:
+    """Trials started before ``trial``, in the last minute, still RUNNING without
+    choices in ``space``: their samplers are choosing from the history ``trial``'s sees
+    (workers, pool slots, machines sharing the study; sampled within milliseconds of
+    each other, they would all propose the same best candidate)."""
+    now = datetime.datetime.now()
+    return sum(
+        t.number < trial.number
+        and not any(n in t.params for n in space)
+        and t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() < _IN_FLIGHT_SECONDS
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
+def _ranked(gain: np.ndarray, rank: int) -> int:
+    """The index of the ``rank``-th largest gain (0: the largest; the smallest where
+    there are fewer)."""
+    order = np.argsort(-gain, kind="stable")
+    return int(order[min(rank, len(order) - 1)])
 
 
 def _far(candidates: np.ndarray, best: np.ndarray) -> np.ndarray:
