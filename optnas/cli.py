@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"optnas {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
+        status = 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+        if getattr(args, "supervised", False):  # Its parent says it, for all its workers.
+            return status
         searched = args.command in ("search", "worker")
         print(
             f"optnas {args.command}: interrupted ({interruption(stop)})"
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "command resumes the study with them" if searched else ""),
             file=sys.stderr,
         )  # fmt: skip
-        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+        return status
 
 
 def _stdout_closed() -> bool:
@@ -136,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Join the study --study-name in --storage and run trials of it: the "
         "space, data, objectives and the rest come from the definition recorded with the "
         "study. Start as many workers as you like, on as many machines as reach the "
-        "storage (PostgreSQL for many machines).",
+        "storage (PostgreSQL for many machines). Each uses every core it sees: for several "
+        "on one machine, `optnas search --workers N` shares the cores out, or give each "
+        "its own (taskset, OMP_NUM_THREADS).",
     )
     worker.set_defaults(run=_worker)
     worker.add_argument("--storage", required=True, help="the study's database URL")
@@ -568,6 +573,11 @@ def _search(args: argparse.Namespace) -> int:
     from optnas.definition import DEFAULT_FILE, load
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.file in OBJECTIVE_NAMES and not os.path.exists(args.file):
+        raise ValueError(
+            f"No study file {args.file!r}: separate several objectives with commas, as in "
+            f"--objectives accuracy,{args.file}."
+        )
     file = load(args.file or DEFAULT_FILE)
     overrides = _overrides(args)
     definition = _with_flags(file, overrides, args.flag_of)
@@ -622,7 +632,7 @@ def _worker(args: argparse.Namespace) -> int:
     from optnas.workers import pin_to_given_cores, stop_with_the_parent
 
     pin_to_given_cores()  # First: torch sizes its thread pools from the cores when imported.
-    stop_with_the_parent()
+    args.supervised = stop_with_the_parent()  # by `optnas search --workers N`
     import optuna
 
     from optnas.workers import work
@@ -802,15 +812,20 @@ def _fail_reason(
 ) -> str:
     """Why ``trial`` failed: its ``fail_reason``, else what the trial that retries it says
     (a trial whose worker stopped sending heartbeats is failed by Optuna, which records no
-    reason on it)."""
-    if "fail_reason" in trial.user_attrs:
-        return trial.user_attrs["fail_reason"]
-    for other in trials:
-        if other.system_attrs.get("retry_history", [None])[-1] == trial.number:
-            why = other.user_attrs.get("retry_reason", "")
-            why = why.removeprefix(f"retries trial {trial.number}, ")
-            return f"{why or 'its worker died'}; queued again as trial {other.number}"
-    return "no reason recorded"
+    reason on it); then, where it was queued again, as which trial, in which state."""
+    retried = next(
+        (o for o in trials if o.system_attrs.get("retry_history", [None])[-1] == trial.number),
+        None,
+    )
+    reason = trial.user_attrs.get("fail_reason")
+    if reason is None and retried is None:
+        return "no reason recorded"
+    if reason is None:
+        why = retried.user_attrs.get("retry_reason", "")
+        reason = why.removeprefix(f"retries trial {trial.number}, ") or "its worker died"
+    if retried is not None:
+        reason += f"; queued again as trial {retried.number} ({retried.state.name.lower()})"
+    return reason
 
 
 def _failure_lines(
@@ -891,7 +906,8 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
     attrs = study.user_attrs  # one read
     runs = {t.number: runs_of(attrs, t.number) for t in trials}
     tested = any(runs.values())  # a column for retrained trials' test accuracy
-    header = ["trial", *names, *costs, *(["test"] if tested else []), "architecture"]
+    shown = ["latency (ms)" if n == "latency" else n for n in names]
+    header = ["trial", *shown, *costs, *(["test"] if tested else []), "architecture"]
     rows = []
     for t in sorted(
         trials,

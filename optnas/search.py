@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import shlex
 import threading
 import time
 import warnings
@@ -23,6 +24,7 @@ from optnas.samplers import create as create_sampler
 from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_study & co.)
     STUDIES_DIR,
     _fork,
+    _hide_password,
     _open_storage,
     _shared_url,
     default_storage,
@@ -289,8 +291,16 @@ def search(
         call if fork is None else call | {"study_name": fork}, space_fn
     )
     url = _shared_url(storage, name if fork is None else fork, workers)
-    if workers > 1:
-        recorded.search_kwargs()  # Workers rebuild the objective: refuse now if they can't.
+    if workers > 1:  # Workers rebuild the objective from storage: refuse now if they can't.
+        try:
+            recorded.search_kwargs()
+        except definition.DefinitionError as error:
+            raise definition.DefinitionError(
+                f"workers={workers}: each worker process rebuilds the search from the study's "
+                f"storage, and {error} Give the space by import path "
+                "('package.module:function') and the data by name or folder, or use "
+                "trials_per_device for several trainings in one process."
+            ) from None
     forked = False
     if fork is not None:
         name, storage, forked = _fork(name, fork, storage, metric_names=list(objectives))
@@ -398,12 +408,17 @@ def record(study: optuna.Study, definition: Definition, *, replace: bool = False
         if upgraded != before and not changed:  # Recorded before names carried hashes.
             study.set_user_attr(DEFINITION_ATTR, upgraded.to_json())
         if changed:
+            url = definition["storage"]
+            where = (
+                f"--storage {shlex.quote(_hide_password(url))} " if isinstance(url, str) else ""
+            )
+            show = f"optnas show {where}--study-name {shlex.quote(study.study_name)} --definition"
             raise StorageError(
                 f"Study {study.study_name!r} was created with another definition; this run "
-                f"would change {', '.join(changed)}. Rerun it as it was (`optnas show "
-                "--definition` prints its definition), choose another study name, or fork "
-                "it: fork='NEW' (CLI: --fork NEW) continues under the name NEW from a copy "
-                "of its trials, with the new definition."
+                f"would change {', '.join(changed)}. Rerun it as it was (`{show}` prints "
+                "its definition), choose another study name, or fork it: fork='NEW' (CLI: "
+                "--fork NEW) continues under the name NEW from a copy of its trials, with "
+                "the new definition."
             )
         return
     study.set_user_attr(DEFINITION_ATTR, definition.to_json())

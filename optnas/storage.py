@@ -161,7 +161,7 @@ MAX_RETRIES = 3
 def _retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """What Optuna calls for a trial whose heartbeat went stale: :func:`retry` it."""
     worker = trial.user_attrs.get("worker", "its worker")
-    retry(study, trial, f"whose worker ({worker}) stopped sending heartbeats: it died or hung")
+    retry(study, trial, f"its worker ({worker}) stopped sending heartbeats: it died or hung")
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:

@@ -290,18 +290,19 @@ PARENT_ENV = "OPTNAS_WORKER_PARENT"
 whose parent is gone interrupts itself (:func:`stop_with_the_parent`)."""
 
 
-def stop_with_the_parent() -> None:
+def stop_with_the_parent() -> bool:
     """Where :data:`PARENT_ENV` names a parent, answer its SIGINT (even where it was
     ignored) and watch it: once this process has another parent (the first died, even by
     SIGKILL), interrupt this one as Ctrl-C would, so that it records its running trials'
-    ends and exits instead of training on unsupervised.
+    ends and exits instead of training on unsupervised. Whether it names one.
 
     Example:
         >>> stop_with_the_parent()  # without OPTNAS_WORKER_PARENT: nothing to watch
+        False
     """
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None or not parent.isdigit():
-        return
+        return False
     # The parent stops a worker with SIGINT, which a shell's background job starts out
     # ignoring (and passes on ignored): this process answers it all the same.
     answer_ctrl_c()
@@ -312,6 +313,7 @@ def stop_with_the_parent() -> None:
         interrupt_as_orphan()
 
     threading.Thread(target=watch, name="optnas-parent-watch", daemon=True).start()
+    return True
 
 
 CORES_ENV = "OPTNAS_WORKER_CORES"

@@ -40,7 +40,7 @@ def test_tabular_search_with_latency_picks_the_mlp_space(in_tmp, capsys):
     assert main([*argv, "--epochs", "2", "--latency-batch-size", "16", "--no-dedup"]) == 0
     out = capsys.readouterr().out
     assert "Study 'mlp-wine-accuracy-latency': 2 trials (2 complete" in out
-    assert "trial  accuracy  latency" in out
+    assert "trial  accuracy  latency (ms)" in out
     study = optuna.load_study(
         study_name="mlp-wine-accuracy-latency",
         storage="sqlite:///studies/mlp-wine-accuracy-latency.db",
@@ -259,6 +259,13 @@ def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
     assert "Trial 1 of study 'f': complete\n  accuracy: 0." in capfd.readouterr().out
 
 
+def test_objectives_separated_by_a_space_are_explained(in_tmp, capsys):
+    # argparse took "params" for the study file: "No study file 'params'." said nothing more.
+    assert main(["search", "--objectives", "accuracy", "params"]) == 1
+    err = capsys.readouterr().err
+    assert "separate several objectives with commas, as in --objectives accuracy,params" in err
+
+
 def test_the_best_trial_of_a_study_without_accuracy_is_best_in_its_first_objective(
     tmp_path, capsys
 ):
@@ -304,8 +311,8 @@ def test_a_trial_failed_for_its_dead_worker_says_so_from_its_retry(tmp_path, cap
     study = optuna.create_study(storage=url, study_name="d")
     trial = study.ask({"x": optuna.distributions.IntDistribution(0, 3)})
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as Optuna fails a stale trial
-    retry(study, study.trials[0], "whose worker (vm:7) stopped sending heartbeats")
-    why = "whose worker (vm:7) stopped sending heartbeats; queued again as trial 1"
+    retry(study, study.trials[0], "its worker (vm:7) stopped sending heartbeats")
+    why = "its worker (vm:7) stopped sending heartbeats; queued again as trial 1 (waiting)"
     assert main(["show", "--storage", url, "--study-name", "d", "--trial", "0"]) == 0
     assert f"  fail_reason: {why}" in capsys.readouterr().out
     assert f"Failed trials:\n  trial 0: {why}\n" in summary(study, url)

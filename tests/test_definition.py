@@ -168,7 +168,8 @@ def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp)
     kwargs = {"n_trials": 1, "epochs": 1, "study_name": "s", "storage": f"sqlite:///{in_tmp}/s.db"}
     optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs)
     optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"n_trials": 2})
-    with pytest.raises(optnas.StorageError, match=r"train\.epochs: 1 → 2.*fork"):
+    show = f"`optnas show --storage {kwargs['storage']} --study-name s --definition`"
+    with pytest.raises(optnas.StorageError, match=rf"train\.epochs: 1 → 2.*{show}.*fork"):
         optnas.search(optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"epochs": 2})
     study = optnas.search(
         optnas.spaces.MLP(max_layers=1), "wine", **kwargs | {"epochs": 2}, fork="s-2"

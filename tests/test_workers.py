@@ -83,8 +83,10 @@ def test_workers_refuse_storages_they_cannot_share_and_spaces_they_cannot_import
     def local_space(trial, spec):
         raise AssertionError("never built")
 
-    with pytest.raises(optnas.definition.DefinitionError, match="cannot be rebuilt"):
+    with pytest.raises(optnas.definition.DefinitionError) as refused:
         optnas.search(local_space, "wine", workers=2, storage="sqlite:///w.db")
+    assert "each worker process rebuilds the search" in str(refused.value)
+    assert "cannot be rebuilt" in str(refused.value) and "by import path" in str(refused.value)
 
 
 def test_a_worker_joins_by_storage_and_name_alone(in_tmp, capsys):
@@ -312,6 +314,9 @@ def test_ctrl_c_at_the_terminal_records_every_worker_s_trial(in_tmp):
     trials = optuna.load_study(study_name="g", storage=url).trials
     assert not [t for t in trials if t.state == State.RUNNING]
     assert sum("interrupted" in t.user_attrs.get("fail_reason", "") for t in trials) == 2
+    # One word of it, from the command typed; none from its workers (a command not typed).
+    assert "optnas worker: interrupted" not in err.decode()
+    assert err.decode().strip().splitlines()[-1].startswith("optnas search: interrupted")
 
 
 @pytest.mark.skipif(
