@@ -906,8 +906,10 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
     attrs = study.user_attrs  # one read
     runs = {t.number: runs_of(attrs, t.number) for t in trials}
     tested = any(runs.values())  # a column for retrained trials' test accuracy
+    labels, legend = _recipes(trials)  # a column where they were trained differently
     shown = ["latency (ms)" if n == "latency" else n for n in names]
-    header = ["trial", *shown, *costs, *(["test"] if tested else []), "architecture"]
+    header = ["trial", *shown, *costs, *(["test"] if tested else []),
+              *(["recipe"] if legend else []), "architecture"]  # fmt: skip
     rows = []
     for t in sorted(
         trials,
@@ -917,12 +919,37 @@ def _table(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[
         extra = [_fmt(t.user_attrs.get(c, ""), c) for c in costs]
         if tested:
             extra.append(_fmt(runs[t.number][-1]["test_accuracy"], "") if runs[t.number] else "")
+        if legend:
+            extra.append(labels[t.number])
         rows.append([str(t.number), *values, *extra, str(t.user_attrs.get("arch", t.params))])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
         "  ".join([*(c.rjust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]])
         for r in [header, *rows]
-    ]
+    ] + legend
+
+
+def _recipes(trials: Sequence[optuna.trial.FrozenTrial]) -> tuple[dict[int, str], list[str]]:
+    """Where ``trials`` were trained with more than one recipe (a fork that changed the
+    training keeps its source's trials): a label per trial (``r1``, ``r2``, ...) and a
+    line per recipe naming what differs; else ``({}, [])``."""
+    from optnas.objective import recipe_of
+
+    recipes: list[dict[str, Any]] = []
+    labels = {}
+    for t in trials:
+        recipe = recipe_of(t) or {}
+        if recipe not in recipes:
+            recipes.append(recipe)
+        labels[t.number] = f"r{recipes.index(recipe) + 1}"
+    if len(recipes) < 2:
+        return {}, []
+    keys = sorted({k for r in recipes for k in r if len({repr(x.get(k)) for x in recipes}) > 1})
+    lines = ["Trained with different recipes (their results compare only so far):"]
+    for i, recipe in enumerate(recipes, start=1):
+        differs = ", ".join(f"{k} {recipe.get(k, 'not recorded')}" for k in keys)
+        lines.append(f"  r{i}: {differs or 'not recorded'}")
+    return labels, lines
 
 
 def _sort_key(value: float, direction: Any) -> float:

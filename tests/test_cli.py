@@ -259,6 +259,31 @@ def test_failed_trials_print_one_traceback_and_show_prints_each(in_tmp, capfd):
     assert "Trial 1 of study 'f': complete\n  accuracy: 0." in capfd.readouterr().out
 
 
+def test_a_front_of_trials_trained_with_different_recipes_says_so():
+    # After a fork that changed the training, the copied trials stay on the front.
+    from optnas.cli import summary
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "params"])
+    for acc, params, epochs in ((0.9, 500, 1), (0.95, 900, 5), (0.8, 300, 5)):
+        attrs = {"arch": f"a{params}", "training": {"epochs": epochs, "lr": 0.1}}
+        study.add_trial(optuna.trial.create_trial(values=[acc, params], user_attrs=attrs))
+    lines = summary(study).splitlines()
+    table = lines[lines.index("Pareto-optimal trials:") + 1 :]
+    assert table[0].split() == ["trial", "accuracy", "params", "flops", "recipe",
+                                "architecture"]  # fmt: skip
+    assert [row.split()[-2] for row in table[1:4]] == ["r2", "r1", "r2"]  # by accuracy
+    assert table[4:7] == [
+        "Trained with different recipes (their results compare only so far):",
+        "  r1: epochs 1",
+        "  r2: epochs 5",
+    ]
+    alike = optuna.create_study(directions=["maximize", "minimize"])
+    alike.set_metric_names(["accuracy", "params"])
+    alike.add_trials([t for t in study.trials if t.user_attrs["training"]["epochs"] == 5])
+    assert "recipe" not in summary(alike)
+
+
 def test_objectives_separated_by_a_space_are_explained(in_tmp, capsys):
     # argparse took "params" for the study file: "No study file 'params'." said nothing more.
     assert main(["search", "--objectives", "accuracy", "params"]) == 1
