@@ -46,6 +46,7 @@ def dashboard(
 
     from optnas.storage import _open_storage, open_study
 
+    _show_optuna_5_constraints()
     opened = _open_storage(storage, create=False)
     if study_name is not None:
         open_study(study_name, opened)  # A study that is not there: say so, serve nothing.
@@ -60,6 +61,29 @@ def dashboard(
         raise OSError(
             error.errno, f"port {port} of {host} is taken; choose another (--port / port=)"
         ) from None
+
+
+def _show_optuna_5_constraints() -> None:
+    """Let optuna-dashboard show the constraints Optuna 5 records: it reads the list Optuna
+    4 kept (system attr ``constraints``), where ``trial.set_constraint`` now records one
+    per name (``constraints:params``), so that over-budget trials would look feasible. A
+    dashboard that reads them itself (or has no such serializer) is left as it is."""
+    try:
+        from optuna_dashboard import _serializer
+    except ImportError:
+        return
+    original = getattr(_serializer, "serialize_frozen_trial", None)
+    if original is None or getattr(original, "optnas_constraints", False):
+        return
+
+    def serialize(study_id: int, trial: Any, study_system_attrs: dict[str, Any]) -> Any:
+        serialized = original(study_id, trial, study_system_attrs)
+        if isinstance(serialized, dict) and not serialized.get("constraints"):
+            serialized["constraints"] = list(getattr(trial, "constraints", {}).values())
+        return serialized
+
+    serialize.optnas_constraints = True  # type: ignore[attr-defined]
+    _serializer.serialize_frozen_trial = serialize
 
 
 def artifact_folder(

@@ -141,6 +141,36 @@ def test_report_renders_every_figure_offline(browser, finished_study, tmp_path):
     context.close()
 
 
+def test_dashboard_shows_over_budget_trials_as_infeasible(tmp_path):
+    # optuna-dashboard 0.21 reads the constraints list Optuna 4 kept; Optuna 5 records one
+    # system attr per budget, so every trial looked feasible.
+    import json
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/b.db"
+    study = optuna.create_study(storage=url, study_name="b", directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "params"])
+    for params in (900, 1_500):
+        trial = study.ask()
+        trial.set_constraint("params", params - 1_000)
+        study.tell(trial, [0.9, params])
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optnas", "dashboard", "--storage", url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        api = f"http://127.0.0.1:{port}/api/studies/{study._study_id}"
+        _wait_for(api, process)
+        with urllib.request.urlopen(api, timeout=10) as answer:
+            trials = json.loads(answer.read())["trials"]
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert [t["constraints"] for t in trials] == [[-100], [500]]
+
+
 def test_dashboard_command_without_a_database_is_a_clear_error(tmp_path, capsys):
     missing = f"sqlite:///{tmp_path}/none.db"
     assert main(["dashboard", "--storage", missing]) == 1
