@@ -348,6 +348,9 @@ class Objective:
             trial.set_user_attr("val_curve", curve)
             if single:
                 trial.report(accuracy, epoch)
+            if epoch + 1 >= self.epochs:  # Trained: pruning now would save nothing.
+                return
+            if single:
                 prune = trial.should_prune()
             else:
                 # Optuna refuses report/should_prune with several objectives; optnas's own
@@ -358,7 +361,8 @@ class Objective:
                 ) and pruner.prune(study, _frozen(study, trial.number))
             if prune:
                 raise optuna.TrialPruned(
-                    f"pruned after epoch {epoch + 1} at validation accuracy {accuracy:.4f}"
+                    f"pruned by {type(study.pruner).__name__} after epoch {epoch + 1} of "
+                    f"{self.epochs} at validation accuracy {accuracy:.4f}"
                 )
 
         return on_epoch

@@ -73,6 +73,15 @@ def test_pareto_halving_keeps_the_best_third_by_pareto_rank():
     assert not pruner.prune(study, _running([0.1, 0.1], 1000))  # epoch 2 is no rung
 
 
+def test_pareto_halving_never_prunes_a_trial_on_the_rung_s_front():
+    # Three peers on the front too: 2 of 4 are kept by (rank, accuracy), and the cheapest,
+    # least accurate one came last, though nothing dominates it.
+    pruner = ParetoHalvingPruner(min_resource=1, reduction_factor=2, n_startup_trials=3)
+    study = _study([([0.90], 100), ([0.95], 200), ([0.99], 300)])
+    assert not pruner.prune(study, _running([0.80], 10))
+    assert pruner.prune(study, _running([0.80], 150))  # dominated by the 0.90 at 100
+
+
 class _Hopeless(nn.Module):
     """Many parameters, and an output that does not depend on them: chance accuracy."""
 
@@ -106,7 +115,7 @@ def test_multi_objective_search_prunes_a_hopeless_child_after_its_first_epoch():
     states = [t.state for t in study.trials]
     assert states == [STATE.COMPLETE] * 3 + [STATE.PRUNED]
     hopeless = study.trials[3]
-    assert hopeless.user_attrs["pruned_reason"].startswith("pruned after epoch 1 ")
+    assert hopeless.user_attrs["pruned_reason"].startswith("pruned by ParetoPruner after epoch 1 ")
     assert len(hopeless.user_attrs["val_curve"]) == 1
 
 
@@ -142,4 +151,5 @@ def test_a_users_own_pruner_is_asked_in_multi_objective_studies():
         pruner=_StopAfterFirstEpoch(),
     )
     assert study.trials[0].state == STATE.PRUNED
-    assert study.trials[0].user_attrs["pruned_reason"].startswith("pruned after epoch 1 ")
+    reason = study.trials[0].user_attrs["pruned_reason"]
+    assert reason.startswith("pruned by _StopAfterFirstEpoch after epoch 1 of 3 ")

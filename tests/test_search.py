@@ -172,8 +172,18 @@ def test_pruner_is_obeyed_with_its_reason():
     )
     for trial in study.trials:
         assert trial.state == STATE.PRUNED
-        assert trial.user_attrs["pruned_reason"].startswith("pruned after epoch 1")
+        assert trial.user_attrs["pruned_reason"].startswith(
+            "pruned by ThresholdPruner after epoch 1 of 4 at validation accuracy"
+        )
         assert trial.user_attrs["params"] > 0
+
+
+def test_a_trial_that_trained_every_epoch_is_never_pruned():
+    # Asked after the last epoch, a pruner only threw a trained result away.
+    never_enough = optuna.pruners.ThresholdPruner(lower=1.1)
+    study = optnas.search(tiny_space, "digits", n_trials=2, epochs=1, storage=MEMORY,
+                          pruner=never_enough, dedup=False)  # fmt: skip
+    assert [t.state for t in study.trials] == [STATE.COMPLETE] * 2
 
 
 def test_resuming_a_study_by_name_keeps_all_trials(in_tmp):

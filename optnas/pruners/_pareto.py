@@ -26,7 +26,8 @@ class ParetoPruner(optuna.pruners.BasePruner):
 
     Args:
         n_startup_trials: Prune only once this many trials have finished past this epoch.
-        n_warmup_steps: Never prune before this many epochs have been trained.
+        n_warmup_steps: As Optuna's: never prune at an epoch whose index (from 0) is below
+            this, so not before ``n_warmup_steps + 1`` epochs were trained.
         min_dominators: How many better, no more expensive trials it takes.
 
     Example:
@@ -71,7 +72,9 @@ class ParetoHalvingPruner(optuna.pruners.BasePruner):
     Rungs are after epochs ``min_resource * reduction_factor**k``. A trial reaching a rung
     is ranked among the finished trials that reached it by non-dominated sorting of
     (validation accuracy at the rung, costs); it goes on if it is among the best
-    ``max(1, n // reduction_factor)`` of the ``n`` (ties by accuracy), as in ASHA.
+    ``max(1, n // reduction_factor)`` of the ``n`` (ties by accuracy), as in ASHA, or if
+    none of them dominates it: a trial on the rung's Pareto front is never pruned (its
+    accuracy may be the lowest, its costs are then the lowest in some objective).
 
     Args:
         min_resource: Epochs before the first rung.
@@ -114,7 +117,7 @@ class ParetoHalvingPruner(optuna.pruners.BasePruner):
         ranks = pareto_ranks(np.array(points)).tolist()
         order = sorted(range(len(everyone)), key=lambda i: (ranks[i], points[i][0]))
         kept = max(1, len(everyone) // self.reduction_factor)
-        return 0 not in order[:kept]
+        return ranks[0] != 0 and 0 not in order[:kept]
 
 
 def _peers(study: optuna.Study, trial: FrozenTrial, epoch: int) -> list[FrozenTrial]:
