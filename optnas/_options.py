@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import types
+import typing
+from collections import abc
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -120,6 +123,14 @@ def call_with_options(
                 unknown[0],
             )
         fixed = {k: v for k, v in fixed.items() if k in accepted}
+    for name, value in options.items():
+        expected = _expected(factory, name)
+        if expected is not None and not _matches(value, expected):
+            raise OptionError(
+                f"Option {name!r} of the {what} must be {_described(expected)}, but got "
+                f"{value!r}.",
+                name,
+            )
     try:
         return factory(**fixed, **options)
     except TypeError as error:
@@ -140,3 +151,69 @@ def _parameters(factory: Callable[..., Any]) -> set[str] | None:
         for name, p in signature.parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
+
+
+def _expected(factory: Callable[..., Any], name: str) -> tuple[Any, ...] | None:
+    """The plain types (int, float, bool, str, a sequence, a class, None, literal values
+    as ``("literal", values)``) that parameter ``name`` of ``factory`` is annotated with,
+    or None where its annotation says nothing checkable (a callable, a generic mapping,
+    or one that does not resolve)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        annotation = inspect.signature(target).parameters[name].annotation
+        if isinstance(annotation, str):
+            module = inspect.getmodule(target)
+            annotation = eval(annotation, dict(vars(module)) if module else {})  # noqa: S307
+    except Exception:
+        return None
+    members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    found: list[Any] = []
+    for member in members:
+        origin = typing.get_origin(member)
+        if member is type(None) or member in (int, float, bool, str):
+            found.append(member)
+        elif origin is typing.Literal:
+            found.append(("literal", typing.get_args(member)))
+        elif origin in (list, tuple, abc.Sequence) or member in (list, tuple, abc.Sequence):
+            found.append(abc.Sequence)
+        elif inspect.isclass(member) and origin is None and member is not inspect.Parameter.empty:
+            found.append(member)
+        else:
+            return None  # Anything else (Callable, Mapping[...]): not checked.
+    return tuple(found) or None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _matches(value: Any, expected: tuple[Any, ...]) -> bool:
+    for kind in expected:
+        if kind is type(None) and value is None:
+            return True
+        if isinstance(kind, tuple) and value in kind[1]:
+            return True
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if kind is abc.Sequence and isinstance(value, (list, tuple)):
+            return True
+        plain = (bool, int, float, abc.Sequence)
+        if inspect.isclass(kind) and kind not in plain and isinstance(value, kind):
+            return True
+    return False
+
+
+def _described(expected: tuple[Any, ...]) -> str:
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             abc.Sequence: "a list", type(None): "none"}  # fmt: skip
+    said = []
+    for kind in expected:
+        if isinstance(kind, tuple):
+            said.append("one of " + ", ".join(map(repr, kind[1])))
+        else:
+            said.append(words.get(kind, f"a {getattr(kind, '__name__', kind)} object"))
+    return " or ".join(said)

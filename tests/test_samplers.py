@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import optuna
 import pytest
@@ -265,6 +266,25 @@ def test_recorded_parameter_counts_are_inputs_of_the_one_objective_model():
     counted, uncounted = _proposals(params), _proposals(None)
     assert counted != uncounted
     assert _proposals(lambda p: "large") == uncounted  # a value that is not a number: unused
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        ({"name": "tpe", "n_startup_trials": "5"}, "'n_startup_trials' of the sampler 'tpe' "
+         "must be an integer, but got '5'"),
+        ({"name": "evolution", "population_size": 4.5}, "must be an integer, but got 4.5"),
+        ({"name": "evolution", "population_size": True}, "must be an integer, but got True"),
+        ({"name": "controller", "independent_sampler": "tpe"},
+         "'independent_sampler' of the sampler 'controller' must be a BaseSampler object or "
+         "none, but got 'tpe'"),
+        ({"name": "auto", "cost_attrs": "params"}, "must be a list, but got 'params'"),
+    ],
+)  # fmt: skip
+def test_options_of_the_wrong_type_are_refused_before_any_trial(named, message):
+    # They used to pass, then fail every trial (or stop the search with a traceback).
+    with pytest.raises(ValueError, match=re.escape(message)):
+        create(named, directions=["maximize"])
 
 
 @pytest.mark.parametrize(
