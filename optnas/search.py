@@ -19,7 +19,7 @@ from optnas._options import call_with_options, import_object, is_import_path, sp
 from optnas._signals import GRACE_SECONDS, interrupts_as_a_flag, interrupts_once
 from optnas.cost import METRICS
 from optnas.errors import SearchError, StorageError
-from optnas.samplers import SamplerName
+from optnas.samplers import SamplerName, UnrepeatedSampler
 from optnas.samplers import create as create_sampler
 from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_study & co.)
     STUDIES_DIR,
@@ -34,7 +34,7 @@ from optnas.storage import (  # noqa: F401  (re-exported: optnas.search.open_stu
 )
 
 if TYPE_CHECKING:
-    from optnas.data import Dataset
+    from optnas.data import Dataset, DataSpec
     from optnas.definition import Definition
     from optnas.objective import Objective
 
@@ -269,7 +269,7 @@ def search(
     concurrent = parallel or _ONE_OF_WORKERS.get()  # trials sampled while others run
 
     def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-        return create_sampler(
+        made = create_sampler(
             _screened(sampler, len(objectives)),
             directions=directions,
             seed=seed,
@@ -281,6 +281,10 @@ def search(
             if len(objectives) > 1
             else None,
         )
+        if dedup and split_named(sampler, "sampler")[0] in _BLIND_TO_REPEATS:
+            repeats = _repeats(space_fn, dataset.spec, objectives)
+            return UnrepeatedSampler(made, repeats, seed=seed)
+        return made
 
     given_seed = seed if sampler_seed is None else sampler_seed
     sampler_obj = make_sampler(given_seed)  # A bad name fails before anything is created.
@@ -623,6 +627,37 @@ def _screened(sampler: Any, n_objectives: int) -> Any:
     if name != "auto" or n_objectives == 1:
         return sampler
     return {"name": "auto", "n_exact": N_EXACT, **options}
+
+
+_BLIND_TO_REPEATS = ("gp", "nsga2", "controller")
+"""Samplers that learn from completed trials only: with dedup, a network they propose
+again is pruned untrained, they never learn of it and propose it on (see
+:class:`optnas.samplers.UnrepeatedSampler`)."""
+
+
+def _repeats(
+    space: Callable[..., Any], spec: DataSpec, objectives: Sequence[str]
+) -> Callable[[optuna.Study, Mapping[str, Any]], bool]:
+    """``repeats(study, params)``: whether a trial of ``study`` already holds ``params``,
+    or the same network by the space's key (with several objectives, at the same counted
+    costs too: dedup trains a cheaper twin)."""
+    from optnas.objective import costs_before_training
+
+    key = _safe_key(space)
+    counted = costs_before_training(space, spec, objectives) if len(objectives) > 1 else None
+
+    def repeats(study: optuna.Study, params: Mapping[str, Any]) -> bool:
+        held = [t for t in study.get_trials(deepcopy=False) if t.params]
+        if any(t.params == dict(params) for t in held):
+            return True
+        k = key(params)
+        twins = [t for t in held if k is not None and t.user_attrs.get("arch_key") == k]
+        if not twins or counted is None:
+            return bool(twins)
+        costs = counted(params)
+        return any(all(t.user_attrs.get(n) == v for n, v in costs.items()) for t in twins)
+
+    return repeats
 
 
 def _safe_key(space: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:

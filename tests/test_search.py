@@ -122,6 +122,16 @@ def test_a_cheaper_twin_of_a_trained_network_is_trained_not_pruned(tmp_path, cos
         assert twin.state == STATE.PRUNED and twin.user_attrs["duplicate_of"] == 0
 
 
+def test_gp_with_dedup_trains_every_candidate_asked_for():
+    # Optuna's GP learns from completed trials only: the repeats dedup pruned never reached
+    # it, it proposed the same cell on, and the search stopped "exhausted" after 13.
+    study = optnas.search({"name": "nb201", "channels": 4, "cells": 1}, "digits",
+                          sampler="gp", n_trials=25, epochs=1, seed=0, storage=MEMORY)  # fmt: skip
+    trained = [t for t in study.trials if t.user_attrs.get("epochs_trained")]
+    assert len(trained) == 25
+    assert study.sampler.dropped > 0  # repeats it proposed, replaced by random cells
+
+
 def test_a_duplicate_of_a_pruned_trial_is_pruned_untrained():
     def one_network(trial, spec):
         trial.suggest_int("depth", 1, 1)

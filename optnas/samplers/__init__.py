@@ -14,6 +14,7 @@ from optnas.samplers._controller import ControllerSampler
 from optnas.samplers._cost_aware import CostAwareSampler
 from optnas.samplers._create import SAMPLERS, SamplerName, create
 from optnas.samplers._evolution import RegularizedEvolutionSampler
+from optnas.samplers._unrepeated import UnrepeatedSampler
 
 __all__ = [
     "SAMPLERS",
@@ -21,5 +22,6 @@ __all__ = [
     "CostAwareSampler",
     "RegularizedEvolutionSampler",
     "SamplerName",
+    "UnrepeatedSampler",
     "create",
 ]
