@@ -138,6 +138,18 @@ def test_failed_and_pruned_trials_leave_the_controller_as_it_was():
     assert sequence(lambda s, t, v: s.tell(t, v)) != untold
 
 
+def test_a_resumed_study_s_controller_learns_from_its_earlier_trials():
+    # A new sampler on a resumed study (or a worker's own) used to start uniform again.
+    study = optuna.create_study(direction="maximize", sampler=ControllerSampler(seed=0))
+    study.optimize(_zeros, n_trials=100)
+    resumed = optuna.load_study(
+        study_name=study.study_name, storage=study._storage, sampler=ControllerSampler(seed=1)
+    )
+    resumed.optimize(_zeros, n_trials=30)
+    last = [v for p in _params(resumed)[-30:] for v in p.values()]
+    assert last.count("a") / len(last) > 0.5  # uniform: 0.25
+
+
 def test_startup_trials_come_from_the_independent_sampler():
     startup = optuna.create_study(sampler=ControllerSampler(n_startup_trials=5, seed=0))
     startup.optimize(_zeros, n_trials=5)

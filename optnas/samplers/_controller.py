@@ -37,7 +37,10 @@ class ControllerSampler(PerParameterSampler):
     advance the network. Heads are created the first time a (name, distribution) pair is
     asked for, so conditional spaces work.
 
-    Each completed trial makes one Adam step of REINFORCE with a moving-average baseline,
+    Each completed trial of the study makes one Adam step of REINFORCE, in the order of
+    the trials' numbers, before the next trial samples: those this process ran, those of
+    other workers sharing the study, and, in a resumed study, those of earlier runs (their
+    decisions read back from their parameters). The step uses a moving-average baseline,
     ``loss = -A * sum(log pi(decisions)) - entropy_weight * sum(entropy)``, where the
     advantage ``A`` is the reward minus the baseline, divided by a moving standard
     deviation of the rewards so that ``lr`` does not depend on the objective's scale. The
@@ -116,6 +119,7 @@ class ControllerSampler(PerParameterSampler):
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         self._lock = threading.Lock()  # Guards the episodes, the network and the baseline.
         self._episodes: dict[int, _Episode] = {}
+        self._learned: set[int] = set()  # ids of the completed trials it stepped on
         self._rewards = _RunningReward(decay=float(baseline_decay))
         self._net = _Network(
             hidden_size=hidden_size,
@@ -156,32 +160,59 @@ class ControllerSampler(PerParameterSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
+        # The step on a completed trial waits for the next trial (see _learn_from).
         with self._lock:
-            episode = self._episodes.pop(trial._trial_id, None)
-        if state != TrialState.COMPLETE or values is None:
-            return  # A failed or pruned trial says nothing reliable about its decisions.
-        reward = _reward(study, trial, values)
-        if not math.isfinite(reward):
-            return
-        with self._lock:
-            advantage = self._rewards.advantage(reward)
-            if episode is not None and episode.decisions and advantage != 0.0:
-                self._net.update(episode.decisions, advantage, self.entropy_weight)
+            self._episodes.pop(trial._trial_id, None)
 
     def _episode(self, study: optuna.Study, trial: FrozenTrial) -> _Episode:
-        """The trial's episode, created at its first parameter: trials can reach
-        ``sample_independent`` without ``before_trial`` (created straight in storage)."""
+        """The trial's episode, created at its first parameter (trials can reach
+        ``sample_independent`` without ``before_trial``: created straight in storage),
+        once the controller has learned from every completed trial."""
         # Trial ids, unlike numbers, are unique across the studies of a storage.
         with self._lock:
             episode = self._episodes.get(trial._trial_id)
         if episode is not None:
             return episode
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self._learn_from(study, done)
         # Decided once per trial, so that all its decisions come from one policy.
-        modelled = self.n_startup_trials == 0 or self.n_startup_trials <= len(
-            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        )
+        modelled = self.n_startup_trials == 0 or self.n_startup_trials <= len(done)
         with self._lock:
             return self._episodes.setdefault(trial._trial_id, _Episode(modelled=modelled))
+
+    def _learn_from(self, study: optuna.Study, done: list[FrozenTrial]) -> None:
+        """One REINFORCE step per completed trial not learned from yet, in number order.
+
+        Failed and pruned trials say nothing reliable about their decisions: skipped. A
+        trial's decisions are its modelled parameters in the order it asked for them (the
+        order the storage keeps); a startup trial (fewer than ``n_startup_trials`` completed
+        before it) only moves the baseline, as it did when it ran."""
+        with self._lock:
+            new = sorted((t for t in done if t._trial_id not in self._learned),
+                         key=lambda t: t.number)  # fmt: skip
+            for trial in new:
+                self._learned.add(trial._trial_id)
+                reward = _reward(study, trial, trial.values, done)
+                if not math.isfinite(reward):
+                    continue
+                advantage = self._rewards.advantage(reward)
+                earlier = sum(t.number < trial.number for t in done)
+                decisions = self._decisions(trial)
+                modelled = self.n_startup_trials == 0 or earlier >= self.n_startup_trials
+                if modelled and decisions and advantage != 0.0:
+                    self._net.update(decisions, advantage, self.entropy_weight)
+
+    def _decisions(self, trial: FrozenTrial) -> list[tuple[str, int]]:
+        """The controller's decisions that made ``trial``'s parameters."""
+        decisions = []
+        for name, distribution in trial.distributions.items():
+            values = choices(distribution, self.max_int_choices)
+            if values is None or trial.params[name] not in values:
+                continue  # Sampled by the independent sampler.
+            key = f"{name}:{distribution_to_json(distribution)}"
+            self._net.head(key, len(values))  # One this process never asked for yet.
+            decisions.append((key, list(values).index(trial.params[name])))
+        return decisions
 
 
 @dataclass
@@ -263,7 +294,7 @@ class _Network:
         """Advance the episode by one decision among ``n``; their probabilities."""
         import torch
 
-        head = self._head(key, n)
+        head = self.head(key, n)
         previous = episode.decisions[-1] if episode.decisions else None
         with torch.no_grad():
             episode.state = self._cell(previous, episode.state)
@@ -295,7 +326,8 @@ class _Network:
             weight.uniform_(-0.1, 0.1, generator=self._generator)
         return torch.nn.Parameter(weight)
 
-    def _head(self, key: str, n: int) -> _Head:
+    def head(self, key: str, n: int) -> _Head:
+        """The head of decision ``key`` among ``n`` choices, made the first time."""
         if key not in self.heads:
             # A zero output layer makes the first policy uniform, like random search.
             head = _Head(
@@ -381,18 +413,16 @@ def _draw(rng: np.random.Generator, probs: np.ndarray) -> int:
     return min(index, len(probs) - 1)  # Float round-off can land past the last bin.
 
 
-def _reward(study: optuna.Study, trial: FrozenTrial, values: Sequence[float]) -> float:
-    """The objective (maximized); with several objectives, minus the fraction of
-    completed trials that dominate this one."""
+def _reward(
+    study: optuna.Study, trial: FrozenTrial, values: Sequence[float], done: list[FrozenTrial]
+) -> float:
+    """The objective (maximized); with several objectives, minus the fraction of the
+    other trials completed before it (among ``done``) that dominate this one."""
     directions = study.directions
     if len(directions) == 1:
         return values[0] if directions[0] == StudyDirection.MAXIMIZE else -values[0]
     sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
-    others = [
-        t.values
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t._trial_id != trial._trial_id
-    ]
+    others = [t.values for t in done if t.number < trial.number]
     losses = np.array(others, dtype=float).reshape(-1, len(directions)) * sign
     mine = np.asarray(values, dtype=float) * sign
     dominating = ((losses <= mine).all(1) & (losses < mine).any(1)).sum()
