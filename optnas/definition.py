@@ -449,7 +449,7 @@ class Definition:
             >>> d.differences(d.replace({"train.epochs": 5, "n_trials": 3}))
             ['train.epochs: 10 → 5']
         """
-        mine, theirs = self.flat(), other.flat()
+        mine, theirs = _flat(_with_defaults(self.values)), _flat(_with_defaults(other.values))
         return [
             f"{key}: {_show(mine.get(key))} → {_show(theirs.get(key))}"
             for key in sorted(set(mine) | set(theirs))
@@ -698,6 +698,42 @@ def _search_default(argument: str) -> Any:
     from optnas.search import search
 
     return inspect.signature(search).parameters[argument].default
+
+
+def _with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the built-in sampler's and pruner's options filled in from their
+    defaults, so that an option spelt out at its default changes nothing."""
+    from optnas.samplers._create import _FACTORIES
+    from optnas.search import _pruner_factory
+
+    filled = dict(values)
+    for kind in ("sampler", "pruner"):
+        named = dict(values[kind])
+        name = named["name"]
+        try:
+            if kind == "sampler" and name in _FACTORIES:
+                defaults = _defaults(_FACTORIES[name])
+            elif kind == "pruner" and name in _known_names("pruner") and name != "auto":
+                factory, given = _pruner_factory(name, values["train"]["epochs"])
+                defaults = _defaults(factory) | given
+            else:
+                continue
+        except (ValueError, TypeError):
+            continue
+        filled[kind] = {k: v for k, v in defaults.items() if k not in ("seed",)} | named
+    return filled
+
+
+def _defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of ``factory`` (a class: of its constructor) that are plain
+    values (None, numbers, strings, tuples), as a study file would spell them."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    plain = (type(None), bool, int, float, str, tuple, list)
+    return {
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for name, p in inspect.signature(target).parameters.items()
+        if p.default is not inspect.Parameter.empty and isinstance(p.default, plain)
+    }
 
 
 def _unresolved(values: Mapping[str, Any]) -> dict[str, Any]:

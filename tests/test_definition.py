@@ -182,6 +182,18 @@ def test_a_rerun_with_another_definition_is_refused_and_a_fork_continues(in_tmp)
     assert study.user_attrs["optnas.forked_from"] == "s"
 
 
+def test_an_option_spelt_out_at_its_default_resumes_the_study(in_tmp):
+    # "would change sampler.population_size: nothing → 10" refused a rerun that changed
+    # nothing.
+    kwargs = {"n_trials": 1, "epochs": 1, "study_name": "e", "storage": f"sqlite:///{in_tmp}/e.db"}
+    optnas.search("mlp", "wine", sampler="evolution", pruner="median", **kwargs)
+    optnas.search("mlp", "wine", sampler={"name": "evolution", "population_size": 10},
+                  pruner={"name": "median", "n_warmup_steps": 1}, **kwargs)  # fmt: skip
+    with pytest.raises(optnas.StorageError, match="sampler.population_size: 10 → 20"):
+        optnas.search("mlp", "wine", sampler={"name": "evolution", "population_size": 20},
+                      pruner="median", **kwargs)  # fmt: skip
+
+
 def test_a_fork_with_the_default_storage_gets_its_own_file(in_tmp):
     optnas.search("mlp", "wine", n_trials=1, epochs=1, study_name="a")
     optnas.search("mlp", "wine", n_trials=1, epochs=2, study_name="a", fork="b")
