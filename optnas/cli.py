@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import shlex
@@ -412,7 +413,7 @@ def _bench(args: argparse.Namespace) -> int:
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = nb201.Table.load(args.table, args.dataset)
-    print(f"NAS-Bench-201 {args.dataset}: {args.runs} runs per sampler, budget "
+    print(f"NAS-Bench-201 {args.dataset}: {_count(args.runs, 'run')} per sampler, budget "
           f"{args.budget:,.0f} s, seeds {args.seed}..{args.seed + args.runs - 1}")  # fmt: skip
     print("| sampler | test accuracy (%) | at half budget | evaluations | sampling ms/trial |")
     print("| --- | --- | --- | --- | --- |")
@@ -432,11 +433,13 @@ def _bench_row(name: str, runs: list[Any], budget: float) -> str:
 
     final = [r.result for r in runs]
     half = [r.reported_at(budget / 2) for r in runs]
-    spread = statistics.stdev(final) if len(final) > 1 else 0.0
+    spread = f" ± {statistics.stdev(final):.2f}" if len(final) > 1 else ""  # one run: none
+    at_half = statistics.mean(half)
     evaluations = statistics.mean(len(r.spent) for r in runs)
     ms = 1000 * sum(r.sampling_seconds for r in runs) / sum(len(r.spent) for r in runs)
-    return (f"| {name} | {statistics.mean(final):.2f} ± {spread:.2f} | "
-            f"{statistics.mean(half):.2f} | {evaluations:.0f} | {ms:.1f} |")  # fmt: skip
+    return (f"| {name} | {statistics.mean(final):.2f}{spread} | "
+            f"{'none yet' if math.isnan(at_half) else f'{at_half:.2f}'} | {evaluations:.0f} | "
+            f"{ms:.1f} |")  # fmt: skip
 
 
 def _bench_curve(results: dict[str, list[Any]], budget: float) -> str:

@@ -190,6 +190,11 @@ def test_bench_prints_one_row_per_sampler_and_the_curve(tmp_path, capsys):
     assert "3 runs per sampler, budget 1,000 s" in out
     assert "| random | " in out and "| evolution | " in out and " ± " in out
     assert "by simulated seconds spent" in out and "| 1,000 |" in out
+    # One run has no spread, and a budget too small for any result at its half says so.
+    assert main([*argv, "--runs", "1", "--budget", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 run per sampler" in out and " ± " not in out
+    assert "| none yet |" in out and "nan" not in out
 
 
 def test_python_m_optnas_lists_the_result_commands_without_importing_torch():
