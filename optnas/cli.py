@@ -34,9 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
         >>> main(["show", "--storage", "sqlite:///:memory:"])  # doctest: +SKIP
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # Said with the command's usage, not the top level's.
+        command = parser.commands.get(args.command, parser)  # type: ignore[attr-defined]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
-        _parser().print_help()
+        parser.print_help()
         return 2
     if os.getcwd() not in sys.path and "" not in sys.path:
         # As `python -m optnas` would: a space in ./myspace.py resolves as "myspace:fn".
@@ -99,10 +103,17 @@ def _stdout_closed() -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # No abbreviations: `--trials 3` would be taken for --trials-per-device 3.
     parser = argparse.ArgumentParser(
-        prog="optnas", description="Neural architecture search as an Optuna plugin."
+        prog="optnas",
+        description="Neural architecture search as an Optuna plugin.",
+        allow_abbrev=False,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False),
+    )
     search = commands.add_parser(
         "search",
         help="run a NAS study: a study file, or the default study on digits",
@@ -177,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_results(commands)
     _add_bench(commands)
+    parser.commands = commands.choices  # type: ignore[attr-defined]
     return parser
 
 
@@ -731,7 +743,12 @@ def _short_failures() -> Iterator[None]:
 
 
 def _default_name(args: argparse.Namespace) -> str:
-    """The only study in ``--storage``, else the default study's name."""
+    """The only study in ``--storage``; without one, the default study's name where its
+    file is in ``studies/``, else the only study file there.
+
+    Raises:
+        ValueError: Several studies, or no study file at all, to choose from.
+    """
     if args.storage:
         import optuna
 
@@ -742,7 +759,21 @@ def _default_name(args: argparse.Namespace) -> str:
             return names[0]
         if names:
             raise ValueError(f"Several studies in this storage; pass --study-name: {names}.")
-    return "-".join(["convnet", "digits", *DEFAULT_OBJECTIVES])
+    default = "-".join(["convnet", "digits", *DEFAULT_OBJECTIVES])
+    if args.storage:
+        return default
+    from optnas.storage import STUDIES_DIR
+
+    files = sorted(STUDIES_DIR.glob("*.db"))
+    if any(f.stem == default for f in files) or not files:
+        return default  # (none: the error names the default study's file)
+    if len(files) == 1:
+        return files[0].stem
+    raise ValueError(
+        f"No default study ({STUDIES_DIR / (default + '.db')}) here, and {len(files)} study "
+        f"files in {STUDIES_DIR}/: pass --study-name, one of: "
+        f"{', '.join(f.stem for f in files)}."
+    )
 
 
 def _storage_url(storage: str | None, study_name: str) -> str:

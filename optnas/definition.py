@@ -471,6 +471,12 @@ class Definition:
                 v, epochs=self.values["train"]["epochs"], n_objectives=len(directions)
             ),
         }
+        data = self.values["data"]
+        if data.get("image_size") is not None and data["name"] in _named_sets():
+            raise DefinitionError(
+                f"{self.source}: key 'data.image_size': it resizes the images of an image "
+                f"folder, and {data['name']!r} is a named dataset; remove it."
+            )
         for name, check in checks.items():
             value = _named_value(self.values[name])
             if str(self.values[name]["name"]).startswith("<"):
@@ -679,6 +685,12 @@ def _named(value: Any, name: str, source: str, *, required: bool) -> dict[str, A
             f"{', '.join(known)}, or an import path 'package.module:attribute'."
         )
     return copy.deepcopy(dict(value))
+
+
+def _named_sets() -> tuple[str, ...]:
+    from optnas.data import DATASETS
+
+    return tuple(DATASETS)
 
 
 def _known_names(name: str) -> tuple[str, ...]:

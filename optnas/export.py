@@ -126,6 +126,8 @@ def export(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"Unknown format {unknown[:1] or formats}; valid: {', '.join(FORMATS)}.")
+    if "onnx" in formats:  # Before any file is written: none half done.
+        _require("onnxscript", "ONNX export")
     frozen = trial_of(study, trial)
     space_fn, spec, _ = _space_and_data(study, space=space)
     model = build(space_fn, frozen, spec)
@@ -412,7 +414,6 @@ def _write_onnx(path: Path, *, model: Any, spec: Any, inputs: Mapping[str, Any],
                 **_: Any) -> None:  # fmt: skip
     import torch
 
-    _require("onnxscript", "ONNX export")
     x = torch.zeros((2, *spec.input_shape))
     torch.onnx.export(
         _taking_inputs_as_read(model, spec, inputs),

@@ -137,6 +137,38 @@ def test_invalid_flag_values_are_usage_errors(argv, capsys):
     assert "error: argument" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["search", "--trials", "3"], "usage: optnas search"),  # not --trials-per-device 3
+        (["search", "--latency", "2"], "usage: optnas search"),
+        (["worker", "--storage", "s", "--study", "w", "--trials", "3"], "usage: optnas worker"),
+        (["show", "--bogus"], "usage: optnas show"),
+    ],
+)
+def test_shortened_and_unknown_flags_are_refused_with_the_command_s_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(usage)
+    assert f"unrecognized arguments: {argv[-2] if argv[-1].isdigit() else argv[-1]}" in err
+
+
+def test_show_without_a_name_finds_the_only_study_here_or_lists_them(in_tmp, capsys):
+    # After `optnas search --data wine`, `optnas show` looked for the default study's file.
+    args = ["--objectives", "accuracy", "--n-trials", "1", "--epochs", "1"]
+    assert main(["search", "--data", "wine", *args]) == 0
+    capsys.readouterr()
+    assert main(["show"]) == 0
+    assert capsys.readouterr().out.startswith("Study 'mlp-wine-accuracy': 1 trial")
+    assert main(["search", "--data", "breast_cancer", *args]) == 0
+    capsys.readouterr()
+    assert main(["show"]) == 1
+    assert "pass --study-name, one of: mlp-breast_cancer-accuracy, mlp-wine-accuracy" in (
+        capsys.readouterr().err
+    )
+
+
 def test_console_script_help_is_fast_and_lists_commands():
     done = subprocess.run(
         [

@@ -85,6 +85,11 @@ GOOD = 'objectives = ["accuracy"]\nspace = "mlp"\ndata = "wine"\n'
         (GOOD + 'pruner = "sometimes"\n', "pruner.name", "unknown pruner"),
         (GOOD + 'objectives = ["speed"]\n', "line 4", "not valid TOML"),  # a repeated key
         (GOOD.replace('"accuracy"', '"speed"'), "objectives", "expected a list of distinct"),
+        (
+            GOOD.replace('data = "wine"', '[data]\nname = "wine"\nimage_size = 32'),
+            "data.image_size",
+            "resizes the images of an image folder",
+        ),  # fmt: skip
     ],
 )
 def test_malformed_files_name_the_file_and_the_key(tmp_path, text, key, says):

@@ -95,6 +95,23 @@ def test_unknown_trials_formats_and_stores_are_clear_errors(finished_study, tmp_
         load_model(study, trial.number, artifacts=tmp_path / "missing")
 
 
+def test_onnx_export_without_its_package_writes_nothing(finished_study, tmp_path, monkeypatch):
+    # After a plain `pip install -e .`, two of the four files were written before it failed.
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "onnxscript" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    study, _, _ = finished_study
+    out = tmp_path / "out"
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'optnas\[export\]'"):
+        export(study, _with_weights(study)[0].number, out)
+    assert not out.exists()
+
+
 def test_a_space_of_ones_own_rebuilds_by_import_path_or_when_passed(tmp_path):
     study = optnas.search(tiny_space, "digits", n_trials=1, epochs=1,
                           storage=f"sqlite:///{tmp_path}/own.db")  # fmt: skip
