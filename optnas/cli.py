@@ -798,8 +798,11 @@ def summary(study: optuna.Study, storage_url: str | None = None) -> str:
     state = optuna.trial.TrialState
     from optnas.search import _untrained
 
-    untrained = sum(_untrained(t) for t in study.trials)
-    skipped = f"; {untrained} not trained: over budget or duplicates" if untrained else ""
+    untrained = [t for t in study.trials if _untrained(t)]
+    duplicates = sum("duplicate_of" in t.user_attrs for t in untrained)
+    why = [f"{n} {what}" for n, what in ((duplicates, "duplicates" if duplicates > 1 else
+           "duplicate"), (len(untrained) - duplicates, "over budget")) if n]  # fmt: skip
+    skipped = f"; {len(untrained)} not trained: {', '.join(why)}" if untrained else ""
     lines = [
         f"Study {study.study_name!r}: {_count(len(study.trials), 'trial')} "
         f"({counts[state.COMPLETE]} complete, {counts[state.PRUNED]} pruned, "
@@ -926,9 +929,11 @@ def _hypervolume_line(study: optuna.Study) -> str:
         f"{name} {_fmt(lo, name)}..{_fmt(hi, name)}" for name, (lo, hi) in bounds_of(study).items()
     )
     error = "error; " if "accuracy" in (study.metric_names or []) else ""
+    budgets = any(t.constraints for t in study.get_trials(deepcopy=False))
     return (
         f"Hypervolume: {hypervolume(study):.4f} of the unit box ({error}costs log-scaled "
-        f"between the study's extremes: {bounds}; reference point 1)"
+        f"between the study's extremes{' within its budgets' if budgets else ''}: {bounds}; "
+        "reference point 1)"
     )
 
 

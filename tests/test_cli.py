@@ -321,6 +321,21 @@ def test_a_front_of_trials_trained_with_different_recipes_says_so():
     assert "recipe" not in summary(alike)
 
 
+def test_the_summary_says_why_candidates_were_not_trained():
+    from optnas.cli import summary
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "params"])
+    pruned = optuna.trial.TrialState.PRUNED
+    study.add_trial(optuna.trial.create_trial(values=[0.9, 100], user_attrs={"params": 100}))
+    for attrs in ({"duplicate_of": 0, "train_seconds": 0.0}, {"params": 9e9}):
+        study.add_trial(optuna.trial.create_trial(state=pruned, user_attrs=attrs))
+    first, *_, hypervolume = [line for line in summary(study).splitlines() if line]
+    assert first.endswith("(1 complete, 2 pruned, 0 failed; 2 not trained: 1 duplicate, "
+                          "1 over budget)")  # fmt: skip
+    assert "between the study's extremes:" in hypervolume  # no budgets: no "within"
+
+
 def test_objectives_separated_by_a_space_are_explained(in_tmp, capsys):
     # argparse took "params" for the study file: "No study file 'params'." said nothing more.
     assert main(["search", "--objectives", "accuracy", "params"]) == 1
