@@ -76,6 +76,22 @@ def test_a_child_is_its_parent_with_one_parameter_changed():
             assert len(changed) == 1, (parent.params, params)
 
 
+def test_a_child_that_is_a_known_network_by_the_key_is_bred_again():
+    # "dead" does not change the network (as a dead edge of an nb201 cell): with the key,
+    # a child that differs from held trials only there is no new network.
+    key = lambda p: (p["a"], p["b"])  # noqa: E731
+    sampler = RegularizedEvolutionSampler(population_size=3, tournament_size=3, key=key, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    choices = {"a": [0, 1, 2, 3], "b": [0, 1, 2, 3], "dead": list(range(20))}
+    for _ in range(12):
+        trial = study.ask()
+        p = {n: trial.suggest_categorical(n, c) for n, c in choices.items()}
+        study.tell(trial, p["a"] + p["b"])
+    bred = [key(t.params) for t in study.trials[3:]]  # past the random first population
+    earlier = [{key(t.params) for t in study.trials[:i]} for i in range(3, 12)]
+    assert sum(k in seen for k, seen in zip(bred, earlier, strict=True)) <= 1
+
+
 def test_the_parent_is_the_best_of_a_full_tournament():
     sampler = RegularizedEvolutionSampler(population_size=5, tournament_size=5, seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)

@@ -53,7 +53,7 @@ def create(
         costs: ``costs(params) -> {metric name: value}``: costs known before training
             (used by ``auto``).
         key: ``key(params) -> hashable``, equal for the same network, e.g. the space's
-            :func:`optnas.spaces.key` (used by ``auto``).
+            :func:`optnas.spaces.key` (used by ``auto`` and ``evolution``).
 
     Raises:
         ValueError: An unknown name, option or direction.
@@ -77,6 +77,8 @@ def create(
     fixed: dict[str, object] = {"seed": seed}
     if name in ("auto", "tpe"):
         options.setdefault("constant_liar", parallel)
+    if name == "evolution":
+        fixed["key"] = key
     if name == "auto":
         tpe_options = {"constant_liar": options.pop("constant_liar")}
         tpe = optuna.samplers.TPESampler(seed=seed, **tpe_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -43,8 +43,10 @@ class RegularizedEvolutionSampler(PerParameterSampler):
     non-domination rank within the population, ties broken at random) is the parent. The
     child copies the parent's parameters except one, chosen uniformly among those that can
     change, which gets another value: another choice of a categorical, a fresh random value
-    of a number. A mutation that repeats an architecture of the study is tried again a few
-    times. Failed, pruned and running trials are not in the population.
+    of a number. A mutation that repeats an architecture of the study (its parameters, or
+    with ``key`` the same network, such as an nb201 cell that differs only in a dead edge)
+    is tried again a few times. Failed, pruned and running trials are not in the
+    population.
 
     Parameters are sampled one at a time (``sample_independent``), so define-by-run spaces
     work: a parameter the parent lacks, or asked now with another distribution than the
@@ -54,6 +56,8 @@ class RegularizedEvolutionSampler(PerParameterSampler):
     Args:
         population_size: Completed trials in the population (the paper's P).
         tournament_size: Members drawn per tournament (the paper's S).
+        key: ``key(params) -> hashable``, equal for the same network (e.g. the space's
+            :func:`optnas.spaces.key`); None: parameters alone tell networks apart.
         seed: Seed of the tournaments and mutations and of the default independent sampler.
         independent_sampler: Sampler of the first trials and of parameters the parent
             cannot give (default: ``RandomSampler(seed)``).
@@ -77,6 +81,7 @@ class RegularizedEvolutionSampler(PerParameterSampler):
         *,
         population_size: int = 10,
         tournament_size: int = 3,
+        key: Callable[[Mapping[str, Any]], Hashable] | None = None,
         seed: int | None = None,
         independent_sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
@@ -93,6 +98,8 @@ class RegularizedEvolutionSampler(PerParameterSampler):
             )
         self.population_size = population_size
         self.tournament_size = tournament_size
+        self.key = key
+        self._keys: dict[tuple[tuple[str, Any], ...], Hashable] = {}  # computed keys
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
         # Decided at a trial's first parameter, so every parameter of one trial comes from
@@ -149,11 +156,25 @@ class RegularizedEvolutionSampler(PerParameterSampler):
         parent = population[int(self._rng.choice(winners))]
         taken = [t.params for t in trials]
         taken += [_params(c) for c in self._children.values() if c is not None]
+        networks = {self._key(p) for p in taken} - {None}
         for _ in range(_MUTATION_TRIES):
             child = self._mutate(parent)
-            if _params(child) not in taken:
+            params = _params(child)
+            if params not in taken and self._key(params) not in networks:
                 break
         return child
+
+    def _key(self, params: Mapping[str, Any]) -> Hashable:
+        """The network ``params`` build (by ``key``), or None where there is no key."""
+        if self.key is None:
+            return None
+        index = tuple(sorted(params.items(), key=lambda item: item[0]))
+        if index not in self._keys:
+            try:
+                self._keys[index] = self.key(params)
+            except (KeyError, ValueError, TypeError, IndexError):
+                self._keys[index] = None
+        return self._keys[index]
 
     def _mutate(self, parent: FrozenTrial) -> _Child:
         child = {n: (parent.distributions[n], v) for n, v in parent.params.items()}
