@@ -12,6 +12,7 @@ import enum
 import functools
 import hashlib
 import inspect
+import math
 import sys
 import types
 from typing import Any
@@ -210,13 +211,14 @@ def _state(space: Any) -> list[Any]:
 
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, enum.Enum)
+_HASHED_SIZE = 100_000  # arrays up to this many values are hashed by their contents too
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
     """``value`` as plain data whose ``repr`` does not change between processes: scalars
     and containers as they are; functions, classes and modules by name; arrays by type,
-    shape and dtype (not contents); other objects by class and public attributes, three
-    levels deep (so no memory addresses)."""
+    shape, dtype and (up to 100,000 values) contents; other objects by class and public
+    attributes, three levels deep (so no memory addresses)."""
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
@@ -235,8 +237,12 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, functools.partial):
         return ["partial", _plain(value.func), _plain(value.args, depth + 1),
                 _plain(value.keywords, depth + 1)]  # fmt: skip
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return [qualified(type(value)), repr(tuple(value.shape)), str(value.dtype)]
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # numpy's, torch's
+        if tuple(value.shape) == () and hasattr(value, "item"):
+            return _plain(value.item(), depth)  # a scalar: np.int64(3) is 3
+        size = math.prod(value.shape)
+        contents = fingerprint(value) if size <= _HASHED_SIZE else "not hashed"
+        return [qualified(type(value)), repr(tuple(value.shape)), str(value.dtype), contents]
     return [qualified(type(value)), _plain(_attributes(value), depth + 1)]
 
 

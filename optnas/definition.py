@@ -732,8 +732,14 @@ def _with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
                 continue
         except (ValueError, TypeError):
             continue
-        filled[kind] = {k: v for k, v in defaults.items() if k not in ("seed",)} | named
+        chosen = {k: v for k, v in defaults.items() if k not in _SET_BY_SEARCH}
+        filled[kind] = chosen | named
     return filled
+
+
+# Sampler options whose value search() chooses (not the class's default): a study that
+# spells one out records a choice of its own.
+_SET_BY_SEARCH = ("seed", "constant_liar", "n_exact", "costs", "key", "independent_sampler")
 
 
 def _defaults(factory: Callable[..., Any]) -> dict[str, Any]:

@@ -105,11 +105,7 @@ class Objective:
         self.started = datetime.datetime.now()
         self.artifact_store = artifact_store
         self.keep_weights = keep_weights
-        # What makes two trainings of one architecture interchangeable.
-        self.training = {
-            "epochs": epochs,
-            **{k: v for k, v in self.train_kwargs.items() if k not in _NOT_RECIPE},
-        }
+        self.training = recipe(epochs, self.train_kwargs)
         # The splits are moved to the device once: every child reads the same tensors.
         self.runner = runner or LocalRunner(device or torch.device("cpu"), data.train, data.val)
         self.interrupted: KeyboardInterrupt | None = None  # by Ctrl-C or SIGTERM
@@ -424,7 +420,7 @@ def _reason(error: BaseException) -> str:
     if len(text) <= _REASON_CHARS:
         return text
     cut = len(text) - _REASON_CHARS
-    return f"{text[:_REASON_CHARS]}… ({cut:,} characters cut; the traceback ends with the rest)"
+    return f"{text[:_REASON_CHARS]}… ({cut:,} characters cut; fail_traceback holds the end)"
 
 
 _REASON_CHARS = 2000
@@ -461,6 +457,17 @@ def costs_before_training(
             return {}
 
     return costs
+
+
+def recipe(epochs: int, train_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two trainings of one architecture interchangeable: the epochs and the
+    training's keywords, not how fast they run (``autotune``, ``compile``).
+
+    Example:
+        >>> recipe(3, {"lr": 0.1, "autotune": True})
+        {'epochs': 3, 'lr': 0.1}
+    """
+    return {"epochs": epochs, **{k: v for k, v in train_kwargs.items() if k not in _NOT_RECIPE}}
 
 
 def recipe_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:

@@ -218,7 +218,7 @@ def search(
     # torch is imported here, not at module level, to keep `import optnas` fast.
     from optnas import definition, spaces
     from optnas.data import load
-    from optnas.objective import Objective, costs_before_training
+    from optnas.objective import Objective, costs_before_training, recipe
     from optnas.pool import DevicePool, LocalRunner
     from optnas.train import AUGMENTS, OPTIMIZERS
 
@@ -268,6 +268,16 @@ def search(
     parallel = len(device_list) * slots > 1
     concurrent = parallel or _ONE_OF_WORKERS.get()  # trials sampled while others run
 
+    train_kwargs = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "label_smoothing": label_smoothing,
+        "augment": dataset.augment if augment == "auto" else augment,
+        "autotune": autotune,
+        "precise_bn": precise_bn,
+    }
+
     def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
         made = create_sampler(
             _screened(sampler, len(objectives)),
@@ -282,7 +292,7 @@ def search(
             else None,
         )
         if dedup and split_named(sampler, "sampler")[0] in _BLIND_TO_REPEATS:
-            repeats = _repeats(space_fn, dataset.spec, objectives)
+            repeats = _repeats(space_fn, dataset.spec, objectives, recipe(epochs, train_kwargs))
             return UnrepeatedSampler(made, repeats, seed=seed)
         return made
 
@@ -333,15 +343,6 @@ def search(
         run_workers(url, name, workers, n_trials=n_trials, timeout=timeout,
                     trials_per_device=per_worker, show_progress_bar=show_progress_bar)  # fmt: skip
         return open_study(name, url)
-    train_kwargs = {
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "label_smoothing": label_smoothing,
-        "augment": dataset.augment if augment == "auto" else augment,
-        "autotune": autotune,
-        "precise_bn": precise_bn,
-    }
     if parallel:
         runner = DevicePool(device_list, slots, dataset.train, dataset.val)
     else:
@@ -629,25 +630,34 @@ def _screened(sampler: Any, n_objectives: int) -> Any:
     return {"name": "auto", "n_exact": N_EXACT, **options}
 
 
-_BLIND_TO_REPEATS = ("gp", "nsga2", "controller")
-"""Samplers that learn from completed trials only: with dedup, a network they propose
-again is pruned untrained, they never learn of it and propose it on (see
-:class:`optnas.samplers.UnrepeatedSampler`)."""
+_BLIND_TO_REPEATS = ("gp", "nsga2")
+"""Samplers that choose all of a trial's parameters at once and learn from completed
+trials only: with dedup, a network they propose again is pruned untrained, they never
+learn of it and propose it on (see :class:`optnas.samplers.UnrepeatedSampler`). (The
+controller chooses parameter by parameter: it cannot be kept from a repeat this way.)"""
 
 
 def _repeats(
-    space: Callable[..., Any], spec: DataSpec, objectives: Sequence[str]
+    space: Callable[..., Any],
+    spec: DataSpec,
+    objectives: Sequence[str],
+    wanted: Mapping[str, Any],
 ) -> Callable[[optuna.Study, Mapping[str, Any]], bool]:
     """``repeats(study, params)``: whether a trial of ``study`` already holds ``params``,
     or the same network by the space's key (with several objectives, at the same counted
-    costs too: dedup trains a cheaper twin)."""
-    from optnas.objective import costs_before_training
+    costs too: dedup trains a cheaper twin); trials trained with another recipe than
+    ``wanted`` (a fork's copied ones) do not count: dedup would train their networks."""
+    from optnas.objective import costs_before_training, recipe_of
 
     key = _safe_key(space)
     counted = costs_before_training(space, spec, objectives) if len(objectives) > 1 else None
 
     def repeats(study: optuna.Study, params: Mapping[str, Any]) -> bool:
-        held = [t for t in study.get_trials(deepcopy=False) if t.params]
+        held = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.params and recipe_of(t) in (None, dict(wanted))
+        ]
         if any(t.params == dict(params) for t in held):
             return True
         k = key(params)

@@ -197,6 +197,12 @@ def test_an_option_spelt_out_at_its_default_resumes_the_study(in_tmp):
     with pytest.raises(optnas.StorageError, match="sampler.population_size: 10 → 20"):
         optnas.search("mlp", "wine", sampler={"name": "evolution", "population_size": 20},
                       pruner="median", **kwargs)  # fmt: skip
+    # An option whose value search() chooses, not the class's default (TPE's constant liar
+    # is off in a lone search, though Optuna's default is on): spelt out, it is a change.
+    kwargs["study_name"] = "t"
+    optnas.search("mlp", "wine", sampler="tpe", **kwargs)
+    with pytest.raises(optnas.StorageError, match="sampler.constant_liar: nothing → True"):
+        optnas.search("mlp", "wine", sampler={"name": "tpe", "constant_liar": True}, **kwargs)
 
 
 def test_a_fork_with_the_default_storage_gets_its_own_file(in_tmp):

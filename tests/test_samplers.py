@@ -132,6 +132,15 @@ def test_trials_sampled_at_once_propose_different_architectures(n_exact):
     assert tuple(_suggest(alone).values()) not in held
 
 
+def test_a_sampler_kept_from_repeats_can_be_copied():
+    import copy
+
+    from optnas.samplers import UnrepeatedSampler
+
+    sampler = UnrepeatedSampler(optuna.samplers.RandomSampler(seed=0), lambda s, p: False)
+    assert type(copy.deepcopy(sampler).sampler).__name__ == "RandomSampler"
+
+
 def test_small_integer_choices_are_modelled():
     sampler = CostAwareSampler(n_startup_trials=4, seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)

@@ -45,6 +45,8 @@ class UnrepeatedSampler(optuna.samplers.BaseSampler):
         self._at_random: set[int] = set()  # the trials (ids) whose proposal was dropped
 
     def __getattr__(self, name: str) -> Any:
+        if "sampler" not in self.__dict__:  # being copied or unpickled
+            raise AttributeError(name)
         return getattr(self.__dict__["sampler"], name)
 
     def infer_relative_search_space(
