@@ -49,8 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from optnas._signals import interrupts_once
     from optnas.errors import SearchError, StorageError, Terminated, interruption
 
+    # A search's trials must be recorded as interrupted: its signals interrupt once. Any
+    # other command has nothing to record, and a server (dashboard) may swallow the
+    # KeyboardInterrupt a signal raises in a request: there, signals keep their defaults.
+    searching = args.command in ("search", "worker")
     try:
-        with interrupts_once(sigterm=True):
+        with interrupts_once(sigterm=True) if searching else contextlib.nullcontext():
             status = args.run(args)
             if sys.stdout is not None:  # None where it was closed (`>&-`)
                 sys.stdout.flush()  # Here, not at exit: a reader gone is handled below.
@@ -78,11 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
         if getattr(args, "supervised", False):  # Its parent says it, for all its workers.
             return status
-        searched = args.command in ("search", "worker")
         print(
             f"optnas {args.command}: interrupted ({interruption(stop)})"
             + ("; running trials were recorded as failed and queued again, and the same "
-               "command resumes the study with them" if searched else ""),
+               "command resumes the study with them" if searching else ""),
             file=sys.stderr,
         )  # fmt: skip
         return status

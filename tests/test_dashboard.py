@@ -171,6 +171,29 @@ def test_dashboard_shows_over_budget_trials_as_infeasible(tmp_path):
     assert [t["constraints"] for t in trials] == [[-100], [500]]
 
 
+def test_dashboard_ends_at_once_on_sigterm(tmp_path):
+    # SIGTERM used to raise inside the server, which can swallow it mid-request (wsgiref
+    # catches every exception of a request): the dashboard then served on, unkillable.
+    import signal
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(storage=url, study_name="s")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optnas", "dashboard", "--storage", url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/api/studies", process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def test_dashboard_command_without_a_database_is_a_clear_error(tmp_path, capsys):
     missing = f"sqlite:///{tmp_path}/none.db"
     assert main(["dashboard", "--storage", missing]) == 1
