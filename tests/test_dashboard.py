@@ -8,6 +8,7 @@ test's tmp dir, and also to ``$OPTNAS_SCREENSHOTS`` when set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,10 +71,10 @@ def _wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
     raise AssertionError(f"the dashboard did not answer at {url} in {seconds} s")
 
 
-@pytest.fixture
-def served(finished_study):
-    """``python -m optnas dashboard`` on the finished study, on a free local port."""
-    _, storage, _ = finished_study
+@contextlib.contextmanager
+def _dashboard_on(storage: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m optnas dashboard`` on ``storage`` and a free local port, once it answers:
+    the process and its address."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "optnas", "dashboard", "--storage", storage, "--port", str(port)],
@@ -82,10 +84,18 @@ def served(finished_study):
     )
     try:
         _wait_for(f"http://127.0.0.1:{port}/api/studies", process)
-        yield f"http://127.0.0.1:{port}"
+        yield process, f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
+        process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def served(finished_study):
+    """``python -m optnas dashboard`` on the finished study, on a free local port."""
+    _, storage, _ = finished_study
+    with _dashboard_on(storage) as (_, address):
+        yield address
 
 
 def _save(page, tmp_path: Path, name: str) -> Path:
@@ -155,19 +165,10 @@ def test_dashboard_shows_over_budget_trials_as_infeasible(tmp_path):
         trial = study.ask()
         trial.set_constraint("params", params - 1_000)
         study.tell(trial, [0.9, params])
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "optnas", "dashboard", "--storage", url, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        api = f"http://127.0.0.1:{port}/api/studies/{study._study_id}"
-        _wait_for(api, process)
+    with _dashboard_on(url) as (_, address):
+        api = f"{address}/api/studies/{study._study_id}"
         with urllib.request.urlopen(api, timeout=10) as answer:
             trials = json.loads(answer.read())["trials"]
-    finally:
-        process.kill()
-        process.wait(timeout=10)
     assert [t["constraints"] for t in trials] == [[-100], [500]]
 
 
@@ -180,18 +181,9 @@ def test_dashboard_ends_at_once_on_sigterm(tmp_path):
 
     url = f"sqlite:///{tmp_path}/s.db"
     optuna.create_study(storage=url, study_name="s")
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "optnas", "dashboard", "--storage", url, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/api/studies", process)
+    with _dashboard_on(url) as (process, _):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == -signal.SIGTERM
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_dashboard_command_without_a_database_is_a_clear_error(tmp_path, capsys):
