@@ -9,6 +9,7 @@ RUNNING half-recorded. One that comes after that window interrupts again: someth
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -95,8 +96,6 @@ def answer_ctrl_c() -> None:
 def interrupt_as_orphan() -> None:
     """Interrupt this process because its parent died (raising ParentGone in the main
     thread); called from another thread."""
-    import os
-
     _INTERRUPTS.orphaned.set()
     os.kill(os.getpid(), signal.SIGINT)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Sequence
@@ -190,13 +191,14 @@ class ControllerSampler(PerParameterSampler):
         with self._lock:
             new = sorted((t for t in done if t._trial_id not in self._learned),
                          key=lambda t: t.number)  # fmt: skip
+            numbers = sorted(t.number for t in done)  # once: a resume replays thousands
             for trial in new:
                 self._learned.add(trial._trial_id)
                 reward = _reward(study, trial, trial.values, done)
                 if not math.isfinite(reward):
                     continue
                 advantage = self._rewards.advantage(reward)
-                earlier = sum(t.number < trial.number for t in done)
+                earlier = bisect.bisect_left(numbers, trial.number)  # completed before it
                 decisions = self._decisions(trial)
                 modelled = self.n_startup_trials == 0 or earlier >= self.n_startup_trials
                 if modelled and decisions and advantage != 0.0:
