@@ -135,8 +135,10 @@ def test_a_killed_worker_s_trial_fails_and_is_retried_while_the_others_go_on(in_
     def running_after_a_completion():
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == State.COMPLETE and t.number > 0]
-        running = [t for t in trials if t.state == State.RUNNING and "worker" in t.user_attrs]
-        return done and running and (done, running[0])
+        # One early in its 15 epochs: the kill must not come after its end (a race seen).
+        running = [t for t in trials if t.state == State.RUNNING and "worker" in t.user_attrs
+                   and len(t.user_attrs.get("val_curve", [])) < 5]  # fmt: skip
+        return done and running and (done, running[-1])
 
     done_before, victim = _wait_for(running_after_a_completion)
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
